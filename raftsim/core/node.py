@@ -1,0 +1,807 @@
+"""One Raft server's algorithm, as a synchronous state machine (etcd-io/raft's raft.go).
+
+Every input carries ``now``; every input returns a :class:`Ready` describing what to
+persist, send and apply, and when the node next wants :meth:`RaftNode.on_timeout`.
+Sending a message only appends it to a list; nothing here blocks, sleeps or reads a clock.
+
+Section references are to the Raft paper (Ongaro & Ousterhout 2014) and Ongaro's
+dissertation (2014), "§9.6" meaning dissertation section 9.6.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from raftsim.core import quorum
+from raftsim.core.configuration import (
+    ConfigChange,
+    Configuration,
+    ConfigurationError,
+    apply_change,
+    decode_indexed,
+    encode_indexed,
+)
+from raftsim.core.errors import ChangeNotAllowedYet, NotLeader, ProposalDropped
+from raftsim.core.log import RaftLog
+from raftsim.core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    Snapshot,
+    TimeoutNow,
+)
+from raftsim.core.ready import Event, ReadState, Ready, Role
+from raftsim.core.settings import NodeSettings
+
+INF = float("inf")
+
+
+class ReplicationState(enum.Enum):
+    """How the leader is sending to one follower (etcd's tracker.StateType)."""
+
+    PROBE = "probe"  # one message at a time until the follower's log position is found
+    REPLICATE = "replicate"  # pipelined: many messages in flight
+    SNAPSHOT = "snapshot"  # an InstallSnapshot is on its way
+
+
+@dataclass(slots=True)
+class Progress:
+    """The leader's view of one follower (paper Figure 2: nextIndex, matchIndex)."""
+
+    next: int
+    match: int = 0
+    state: ReplicationState = ReplicationState.PROBE
+    paused: bool = False
+    #: (last index, time sent) of each AppendEntries in flight while replicating
+    inflight: deque[tuple[int, float]] = field(default_factory=deque)
+    recent_active: bool = False
+    last_response: float = -INF
+    snapshot_index: int = 0
+    snapshot_sent_at: float = -INF
+
+
+@dataclass(slots=True)
+class PendingRead:
+    request_id: int
+    index: int
+    context: int
+    acks: set[str]
+
+
+class RaftNode:
+    """A Raft server's protocol state. Build one from what storage returned at start."""
+
+    def __init__(
+        self,
+        node_id: str,
+        settings: NodeSettings,
+        rng: random.Random,
+        *,
+        hard_state: HardState | None = None,
+        snapshot: Snapshot | None = None,
+        entries: list[Entry] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.id = node_id
+        self.settings = settings
+        self._rng = rng
+        hs = hard_state or HardState()
+        self.term = hs.term
+        self.voted_for = hs.voted_for
+        self.snapshot = snapshot
+        self.log = RaftLog(
+            entries, snapshot.index if snapshot else 0, snapshot.term if snapshot else 0
+        )
+        self.commit_index = max(hs.commit, snapshot.index if snapshot else 0)
+        self.commit_index = min(self.commit_index, self.log.last_index)
+        #: highest index handed to the application in a Ready
+        self.applied = snapshot.index if snapshot else 0
+        self._configs: list[tuple[int, Configuration]] = []
+        self._rebuild_configs()
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        self.last_leader_contact = -INF
+        self._votes: dict[str, bool] = {}
+        self.progress: dict[str, Progress] = {}
+        self._reads: list[PendingRead] = []
+        self._reads_waiting_for_commit: list[int] = []
+        self._read_context = 0
+        self.transfer_target: str | None = None
+        self._transfer_deadline = INF
+        self._election_deadline = INF
+        self._heartbeat_deadline = INF
+        self._quorum_check_deadline = INF
+        self._persisted = HardState(self.term, self.voted_for, self.commit_index)
+        # outputs gathered until the next Ready
+        self._messages: list[Message] = []
+        self._events: list[Event] = []
+        self._persist_from: int | None = None
+        self._snapshot_out: Snapshot | None = None
+        self._restore: Snapshot | None = None
+        self._read_states: list[ReadState] = []
+        self._reset_election_timer(now)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def configuration(self) -> Configuration:
+        """The latest configuration in the log: the one this server acts on (§4.1)."""
+        return self._configs[-1][1]
+
+    @property
+    def configuration_index(self) -> int:
+        return self._configs[-1][0]
+
+    @property
+    def committed_configuration(self) -> tuple[int, Configuration]:
+        """(index, configuration) of the newest configuration entry that is committed."""
+        for index, config in reversed(self._configs):
+            if index <= self.commit_index:
+                return index, config
+        return self._configs[0]
+
+    def configuration_at(self, index: int) -> tuple[int, Configuration]:
+        for cfg_index, config in reversed(self._configs):
+            if cfg_index <= index:
+                return cfg_index, config
+        return self._configs[0]
+
+    @property
+    def promotable(self) -> bool:
+        """Only a voter in its own latest configuration may stand for election."""
+        return self.configuration.is_voter(self.id)
+
+    @property
+    def committed_in_term(self) -> bool:
+        return self.log.term_at(self.commit_index) == self.term
+
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.voted_for, self.commit_index)
+
+    def deadline(self) -> float:
+        if self.role is Role.LEADER:
+            return min(self._heartbeat_deadline, self._quorum_check_deadline,
+                       self._transfer_deadline)
+        return self._election_deadline
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_timeout(self, now: float) -> Ready:
+        if self.role is Role.LEADER:
+            if now >= self._quorum_check_deadline:
+                self._check_quorum(now)
+            if self.role is Role.LEADER and now >= self._transfer_deadline:
+                self._event("transfer-aborted", target=self.transfer_target)
+                self.transfer_target = None
+                self._transfer_deadline = INF
+            if self.role is Role.LEADER and now >= self._heartbeat_deadline:
+                self._broadcast_heartbeat(now, context=0)
+        elif now >= self._election_deadline:
+            if self.promotable:
+                self._event("election-timeout")
+                self._campaign(now, pre_vote=self.settings.pre_vote)
+            else:
+                self._reset_election_timer(now)
+        return self._ready()
+
+    def step(self, m: Message, now: float) -> Ready:
+        if m.target != self.id:
+            return self._ready()
+        if m.term > self.term:
+            if isinstance(m, RequestVote):
+                leader_known = self.role is Role.LEADER or self.leader_id is not None
+                in_lease = leader_known and (
+                    self.role is Role.LEADER
+                    or now - self.last_leader_contact < self.settings.election_timeout_min
+                )
+                # §4.2.3 / §9.6: while we hear from a leader, a vote request is most
+                # likely from a removed or partitioned server; ignoring it keeps that
+                # server from disrupting the cluster.
+                if in_lease and not m.transfer and (m.pre_vote or self.settings.check_quorum):
+                    self._event("vote-ignored", candidate=m.source, pre_vote=m.pre_vote,
+                                reason="heard from leader recently")
+                    return self._ready()
+            pre_vote_traffic = (isinstance(m, RequestVote) and m.pre_vote) or (
+                isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted
+            )
+            if not pre_vote_traffic:
+                leader = m.source if isinstance(m, AppendEntries | InstallSnapshot) else None
+                self._become_follower(m.term, leader, now)
+        elif m.term < self.term:
+            # Tell a stale leader or candidate about the newer term (paper Figure 2).
+            if isinstance(m, AppendEntries):
+                self._send(AppendEntriesResponse(self.term, self.id, m.source, False, 0))
+            elif isinstance(m, InstallSnapshot):
+                self._send(InstallSnapshotResponse(self.term, self.id, m.source, 0))
+            elif isinstance(m, RequestVote):
+                self._send(RequestVoteResponse(self.term, self.id, m.source, False, m.pre_vote))
+            return self._ready()
+
+        if isinstance(m, AppendEntries):
+            self._handle_append_entries(m, now)
+        elif isinstance(m, AppendEntriesResponse):
+            self._handle_append_response(m, now)
+        elif isinstance(m, RequestVote):
+            self._handle_request_vote(m, now)
+        elif isinstance(m, RequestVoteResponse):
+            self._handle_vote_response(m, now)
+        elif isinstance(m, InstallSnapshot):
+            self._handle_install_snapshot(m, now)
+        elif isinstance(m, InstallSnapshotResponse):
+            self._handle_snapshot_response(m, now)
+        elif isinstance(m, TimeoutNow):
+            if self.promotable and self.role is not Role.LEADER:
+                self._event("timeout-now", source=m.source)
+                self._campaign(now, pre_vote=False, transfer=True)
+        return self._ready()
+
+    def propose(self, command: bytes, now: float) -> Ready:
+        """Append a client command; ``Ready.proposed`` says which (index, term) it got."""
+        self._require_leader()
+        if self.transfer_target is not None:
+            raise ProposalDropped("leadership transfer in progress")
+        entry = self._append_new(EntryKind.COMMAND, command)
+        self._broadcast_append(now)
+        self._maybe_commit(now)
+        ready = self._ready()
+        ready.proposed = (entry.index, entry.term)
+        return ready
+
+    def change_configuration(self, change: ConfigChange, now: float) -> Ready:
+        """Append a single-server membership change as a CONFIGURATION entry (§4.1)."""
+        self._require_leader()
+        if self.transfer_target is not None:
+            raise ProposalDropped("leadership transfer in progress")
+        if self.configuration_index > self.commit_index:
+            raise ChangeNotAllowedYet("a configuration change is still uncommitted")
+        if not self.committed_in_term and not self._bug("config-before-noop"):
+            # The 2015 raft-dev fix: a new leader must commit in its term first, or a
+            # change it makes can overlap an uncommitted one from a previous leader.
+            raise ChangeNotAllowedYet("the leader has not yet committed an entry in its term")
+        config = apply_change(self.configuration, change)
+        entry = self._append_new(EntryKind.CONFIGURATION, config.encode())
+        self._sync_progress_with_configuration(drop_removed=False)
+        self._broadcast_append(now)
+        self._maybe_commit(now)
+        ready = self._ready()
+        ready.proposed = (entry.index, entry.term)
+        return ready
+
+    def transfer_leadership(self, target: str | None, now: float) -> Ready:
+        """Hand leadership to ``target`` (or the most up-to-date voter): catch it up,
+        then send TimeoutNow (§3.10)."""
+        self._require_leader()
+        config = self.configuration
+        if target is None:
+            candidates = [v for v in config.voters if v != self.id]
+            if not candidates:
+                raise ConfigurationError("no other voter to transfer leadership to")
+            target = max(candidates, key=lambda v: (self.progress[v].match, v))
+        if target == self.id:
+            return self._ready()
+        if not config.is_voter(target):
+            raise ConfigurationError(f'id "{target}" is not a voter in the Raft configuration')
+        self.transfer_target = target
+        self._transfer_deadline = now + self.settings.election_timeout_max
+        self._event("transfer-start", target=target)
+        pr = self.progress[target]
+        if pr.match == self.log.last_index:
+            self._send(TimeoutNow(self.term, self.id, target))
+        else:
+            self._send_append(target, now, allow_empty=True)
+        return self._ready()
+
+    def read_index(self, request_id: int, now: float) -> Ready:
+        """Start a linearizable read (§6.4): the answer is a ReadState in a later Ready."""
+        self._require_leader()
+        if self._bug("stale-read"):
+            self._read_states.append(ReadState(request_id, self.commit_index))
+        elif not self.committed_in_term:
+            # The leader's commit index is only known to be current once it has
+            # committed an entry of its own term (its no-op).
+            self._reads_waiting_for_commit.append(request_id)
+        else:
+            self._start_read(request_id, now)
+        return self._ready()
+
+    def compact(self, index: int, data: bytes, now: float) -> Ready:
+        """Replace the log up to ``index`` (applied) with a snapshot of the state machine."""
+        if index > self.applied:
+            raise ValueError(f"cannot snapshot at {index}: only {self.applied} applied")
+        if index <= self.log.snapshot_index:
+            return self._ready()
+        term = self.log.term_at(index)
+        assert term is not None
+        cfg_index, config = self.configuration_at(index)
+        snap = Snapshot(index, term, encode_indexed(cfg_index, config), data)
+        self.log.compact(index, term)
+        self.snapshot = snap
+        self._snapshot_out = snap
+        self._event("snapshot", index=index)
+        return self._ready()
+
+    # ------------------------------------------------------------------ roles
+
+    def _become_follower(self, term: int, leader: str | None, now: float) -> None:
+        was = self.role
+        if term > self.term:
+            self.term = term
+            self.voted_for = None
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        self._reset_election_timer(now)
+        if was is Role.LEADER:
+            self._leave_leadership()
+        if was is not Role.FOLLOWER or leader is not None:
+            self._event("role", role=self.role.value, leader=leader)
+
+    def _leave_leadership(self) -> None:
+        self.progress = {}
+        for read in self._reads:
+            self._read_states.append(ReadState(read.request_id, None))
+        for request_id in self._reads_waiting_for_commit:
+            self._read_states.append(ReadState(request_id, None))
+        self._reads = []
+        self._reads_waiting_for_commit = []
+        self.transfer_target = None
+        self._transfer_deadline = INF
+        self._heartbeat_deadline = INF
+        self._quorum_check_deadline = INF
+
+    def _campaign(self, now: float, *, pre_vote: bool, transfer: bool = False) -> None:
+        self._reset_election_timer(now)
+        self.leader_id = None
+        self._votes = {self.id: True}
+        if pre_vote:
+            self.role = Role.PRE_CANDIDATE
+            term = self.term + 1
+        else:
+            self.role = Role.CANDIDATE
+            self.term += 1
+            self.voted_for = self.id
+            term = self.term
+        self._event("role", role=self.role.value, leader=None)
+        for voter in self.configuration.voters:
+            if voter != self.id:
+                self._send(RequestVote(term, self.id, voter, self.log.last_index,
+                                       self.log.last_term, pre_vote, transfer))
+        self._tally_votes(now)
+
+    def _tally_votes(self, now: float) -> None:
+        outcome = quorum.vote_outcome(self.configuration.voters, self._votes)
+        if outcome is True:
+            if self.role is Role.PRE_CANDIDATE:
+                self._campaign(now, pre_vote=False)
+            else:
+                self._become_leader(now)
+        elif outcome is False:
+            self._become_follower(self.term, None, now)
+
+    def _become_leader(self, now: float) -> None:
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self.progress = {}
+        self._sync_progress_with_configuration(drop_removed=True)
+        self._event("role", role=self.role.value, leader=self.id)
+        # A no-op of the new term lets the leader commit everything before it (§5.4.2).
+        self._append_new(EntryKind.NOOP, b"")
+        self._quorum_check_deadline = now + self.settings.election_timeout_min
+        self._heartbeat_deadline = now + self.settings.heartbeat_interval
+        self._broadcast_append(now)
+        self._maybe_commit(now)
+
+    def _check_quorum(self, now: float) -> None:
+        voters = self.configuration.voters
+        active = [p for p, pr in self.progress.items() if pr.recent_active]
+        if self.configuration.is_voter(self.id):
+            active.append(self.id)
+        if self.settings.check_quorum and not quorum.has_quorum(voters, active):
+            self._event("step-down", reason="no quorum heard within an election timeout")
+            self._become_follower(self.term, None, now)
+            return
+        for pr in self.progress.values():
+            pr.recent_active = False
+        self._quorum_check_deadline = now + self.settings.election_timeout_min
+
+    def _reset_election_timer(self, now: float) -> None:
+        lo, hi = self.settings.election_timeout_min, self.settings.election_timeout_max
+        self._election_deadline = now + lo + self._rng.random() * (hi - lo)
+
+    def _require_leader(self) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+
+    # ------------------------------------------------------------------ votes
+
+    def _handle_request_vote(self, m: RequestVote, now: float) -> None:
+        if m.pre_vote:
+            can_vote = m.term > self.term
+        else:
+            can_vote = self.voted_for == m.source or (
+                self.voted_for is None and self.leader_id is None
+            )
+        up_to_date = (m.last_log_term, m.last_log_index) >= (self.log.last_term,
+                                                             self.log.last_index)
+        if self._bug("no-log-check"):
+            up_to_date = True
+        if can_vote and up_to_date:
+            if not m.pre_vote:
+                self.voted_for = m.source
+                self._reset_election_timer(now)
+            self._event("vote", candidate=m.source, granted=True, pre_vote=m.pre_vote)
+            term = m.term if m.pre_vote else self.term
+            self._send(RequestVoteResponse(term, self.id, m.source, True, m.pre_vote))
+        else:
+            self._event("vote", candidate=m.source, granted=False, pre_vote=m.pre_vote)
+            self._send(RequestVoteResponse(self.term, self.id, m.source, False, m.pre_vote))
+
+    def _handle_vote_response(self, m: RequestVoteResponse, now: float) -> None:
+        if m.pre_vote:
+            if self.role is not Role.PRE_CANDIDATE or (m.granted and m.term != self.term + 1):
+                return
+        elif self.role is not Role.CANDIDATE or m.term != self.term:
+            return
+        if not self.configuration.is_voter(m.source):
+            return
+        self._votes[m.source] = m.granted
+        self._tally_votes(now)
+
+    # ------------------------------------------------------------------ replication
+
+    def _handle_append_entries(self, m: AppendEntries, now: float) -> None:
+        if self.role is not Role.FOLLOWER or self.leader_id != m.source:
+            self._become_follower(m.term, m.source, now)
+        self.last_leader_contact = now
+        self._reset_election_timer(now)
+        if m.prev_log_index < self.commit_index:
+            # Everything up to our commit index is known to match; tell the leader.
+            self._send(AppendEntriesResponse(self.term, self.id, m.source, True,
+                                             self.commit_index, context=m.context))
+            return
+        local_term = self.log.term_at(m.prev_log_index)
+        if local_term != m.prev_log_term:
+            if local_term is None:
+                hint_term, hint_index = 0, self.log.last_index + 1
+            else:
+                hint_term = local_term
+                hint_index = self.log.first_index_of_term(local_term, m.prev_log_index)
+            self._send(AppendEntriesResponse(self.term, self.id, m.source, False,
+                                             m.prev_log_index, hint_term, hint_index,
+                                             m.context))
+            return
+        for entry in m.entries:
+            existing = self.log.term_at(entry.index)
+            if existing is None:
+                self._append_local(entry)
+            elif existing != entry.term:
+                if self._bug("no-truncate"):
+                    continue  # keeps the conflicting entry: logs silently diverge
+                self._truncate_from(entry.index)
+                self._append_local(entry)
+        last_new = m.prev_log_index + len(m.entries)
+        if m.leader_commit > self.commit_index:
+            self._set_commit(min(m.leader_commit, last_new), now)
+        self._send(AppendEntriesResponse(self.term, self.id, m.source, True, last_new,
+                                         context=m.context))
+
+    def _handle_append_response(self, m: AppendEntriesResponse, now: float) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress.get(m.source)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.last_response = now
+        if m.context:
+            self._ack_reads(m.source, m.context)
+        if not m.success:
+            rejected = m.match_index
+            if rejected <= pr.match or (
+                pr.state is ReplicationState.PROBE and rejected != pr.next - 1
+            ):
+                return  # a stale rejection of something already superseded
+            if m.conflict_term:
+                last_of_term = self.log.last_index_of_term(m.conflict_term)
+                hint = last_of_term + 1 if last_of_term is not None else m.conflict_index
+            else:
+                hint = m.conflict_index
+            pr.next = max(pr.match + 1, min(hint, rejected))
+            pr.state = ReplicationState.PROBE
+            pr.inflight.clear()
+            pr.paused = False
+            self._send_append(m.source, now, allow_empty=True)
+            return
+        progressed = m.match_index > pr.match
+        if progressed:
+            pr.match = m.match_index
+        while pr.inflight and pr.inflight[0][0] <= pr.match:
+            pr.inflight.popleft()
+        if pr.state is ReplicationState.PROBE or (
+            pr.state is ReplicationState.SNAPSHOT and pr.match >= pr.snapshot_index
+        ):
+            pr.state = ReplicationState.REPLICATE
+            pr.next = pr.match + 1
+            pr.inflight.clear()
+        pr.next = max(pr.next, pr.match + 1)
+        pr.paused = False
+        if progressed:
+            self._maybe_commit(now)
+        if self.role is not Role.LEADER:
+            return
+        if m.source == self.transfer_target and pr.match == self.log.last_index:
+            self._send(TimeoutNow(self.term, self.id, m.source))
+        if (
+            not progressed
+            and pr.match < self.log.last_index
+            and (not pr.inflight or now - pr.inflight[0][1] >= self.settings.heartbeat_interval)
+        ):
+            # The follower is behind and nothing sent recently is still on its way:
+            # an AppendEntries was lost. Probe again from what it has acknowledged.
+            pr.state = ReplicationState.PROBE
+            pr.next = pr.match + 1
+            pr.inflight.clear()
+            self._send_append(m.source, now, allow_empty=True)
+        else:
+            self._send_append(m.source, now)
+
+    def _send_append(self, peer: str, now: float, *, allow_empty: bool = False) -> None:
+        pr = self.progress[peer]
+        while True:
+            if pr.state is ReplicationState.SNAPSHOT:
+                return
+            if pr.state is ReplicationState.PROBE and pr.paused:
+                return
+            if len(pr.inflight) >= self.settings.max_inflight:
+                return
+            prev = pr.next - 1
+            prev_term = self.log.term_at(prev)
+            if prev_term is None:
+                self._send_snapshot(peer, now)
+                return
+            entries = tuple(self.log.slice(pr.next,
+                                           pr.next + self.settings.max_entries_per_message))
+            if not entries and not allow_empty:
+                return
+            self._send(AppendEntries(self.term, self.id, peer, prev, prev_term, entries,
+                                     self.commit_index))
+            if pr.state is ReplicationState.PROBE:
+                pr.paused = True
+                return
+            if not entries:
+                return
+            pr.next = entries[-1].index + 1
+            pr.inflight.append((entries[-1].index, now))
+            allow_empty = False
+
+    def _send_snapshot(self, peer: str, now: float) -> None:
+        snap = self.snapshot
+        assert snap is not None, "a compacted log always has a snapshot"
+        pr = self.progress[peer]
+        pr.state = ReplicationState.SNAPSHOT
+        pr.snapshot_index = snap.index
+        pr.snapshot_sent_at = now
+        pr.inflight.clear()
+        self._event("send-snapshot", peer=peer, index=snap.index)
+        self._send(InstallSnapshot(self.term, self.id, peer, snap.index, snap.term,
+                                   snap.configuration, snap.data))
+
+    def _broadcast_append(self, now: float) -> None:
+        for peer in self.progress:
+            self._send_append(peer, now)
+
+    def _broadcast_heartbeat(self, now: float, context: int) -> None:
+        if context == 0:
+            self._heartbeat_deadline = now + self.settings.heartbeat_interval
+        for peer, pr in self.progress.items():
+            if pr.state is ReplicationState.SNAPSHOT and context == 0:
+                if now - pr.snapshot_sent_at >= self.settings.election_timeout_max:
+                    self._send_snapshot(peer, now)
+                continue
+            if pr.state is ReplicationState.PROBE and context == 0:
+                pr.paused = False
+                self._send_append(peer, now, allow_empty=True)
+                continue
+            prev = pr.match
+            prev_term = self.log.term_at(prev)
+            if prev_term is None:
+                prev, prev_term = self.log.snapshot_index, self.log.snapshot_term
+            self._send(AppendEntries(self.term, self.id, peer, prev, prev_term, (),
+                                     min(self.commit_index, prev), context))
+
+    def _maybe_commit(self, now: float) -> None:
+        match = {peer: pr.match for peer, pr in self.progress.items()}
+        match[self.id] = self.log.last_index
+        n = quorum.committed_index(self.configuration.voters, match)
+        if n <= self.commit_index:
+            return
+        # Figure 8: only an entry of the current term is committed by counting replicas.
+        if self.log.term_at(n) != self.term and not self._bug("commit-prior-term"):
+            return
+        self._set_commit(n, now)
+
+    def _set_commit(self, index: int, now: float) -> None:
+        previous_config_index = self.committed_configuration[0]
+        self.commit_index = index
+        self._event("commit", index=index)
+        cfg_index, config = self.committed_configuration
+        if cfg_index != previous_config_index:
+            self._event("config-committed", index=cfg_index, voters=list(config.voters))
+        if self.role is not Role.LEADER:
+            return
+        if self._reads_waiting_for_commit and self.committed_in_term:
+            waiting, self._reads_waiting_for_commit = self._reads_waiting_for_commit, []
+            for request_id in waiting:
+                self._start_read(request_id, now)
+        if cfg_index != previous_config_index:
+            # Tell everyone, removed servers included, that the change is committed;
+            # then stop replicating to servers that are no longer members.
+            self._broadcast_heartbeat(now, context=0)
+            self._sync_progress_with_configuration(drop_removed=True)
+            if not config.is_voter(self.id):
+                # §4.2.2: a leader removed from the configuration steps down once the
+                # removal is committed.
+                self._event("step-down", reason="removed from the configuration")
+                self._become_follower(self.term, None, now)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _handle_install_snapshot(self, m: InstallSnapshot, now: float) -> None:
+        if self.role is not Role.FOLLOWER or self.leader_id != m.source:
+            self._become_follower(m.term, m.source, now)
+        self.last_leader_contact = now
+        self._reset_election_timer(now)
+        if m.last_included_index <= self.commit_index:
+            self._send(InstallSnapshotResponse(self.term, self.id, m.source, self.commit_index))
+            return
+        snap = Snapshot(m.last_included_index, m.last_included_term, m.configuration, m.data)
+        self.log.compact(snap.index, snap.term)
+        self.snapshot = snap
+        self.commit_index = snap.index
+        self.applied = snap.index
+        self._rebuild_configs()
+        self._snapshot_out = snap
+        self._restore = snap
+        if self._persist_from is not None and self._persist_from <= snap.index:
+            self._persist_from = snap.index + 1
+        self._event("snapshot-installed", index=snap.index, source=m.source)
+        self._send(InstallSnapshotResponse(self.term, self.id, m.source, snap.index))
+
+    def _handle_snapshot_response(self, m: InstallSnapshotResponse, now: float) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress.get(m.source)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.last_response = now
+        if m.match_index > pr.match:
+            pr.match = m.match_index
+            self._maybe_commit(now)
+        if self.role is not Role.LEADER:
+            return
+        pr.next = pr.match + 1
+        pr.state = ReplicationState.PROBE
+        pr.paused = False
+        self._send_append(m.source, now, allow_empty=True)
+
+    # ------------------------------------------------------------------ reads
+
+    def _start_read(self, request_id: int, now: float) -> None:
+        voters = self.configuration.voters
+        if voters == (self.id,):
+            self._read_states.append(ReadState(request_id, self.commit_index))
+            return
+        self._read_context += 1
+        self._reads.append(PendingRead(request_id, self.commit_index, self._read_context,
+                                       {self.id}))
+        self._broadcast_heartbeat(now, context=self._read_context)
+
+    def _ack_reads(self, peer: str, context: int) -> None:
+        for read in self._reads:
+            if read.context <= context:
+                read.acks.add(peer)
+        voters = self.configuration.voters
+        confirmed = 0
+        for position, read in enumerate(self._reads):
+            if quorum.has_quorum(voters, read.acks):
+                confirmed = position + 1
+        for read in self._reads[:confirmed]:
+            self._read_states.append(ReadState(read.request_id, read.index))
+        del self._reads[:confirmed]
+
+    # ------------------------------------------------------------------ log helpers
+
+    def _append_new(self, kind: EntryKind, data: bytes) -> Entry:
+        entry = Entry(self.term, self.log.last_index + 1, kind, data)
+        self._append_local(entry)
+        return entry
+
+    def _append_local(self, entry: Entry) -> None:
+        self.log.append(entry)
+        if self._persist_from is None or entry.index < self._persist_from:
+            self._persist_from = entry.index
+        if entry.kind is EntryKind.CONFIGURATION:
+            self._configs.append((entry.index, Configuration.decode(entry.data)))
+            self._event("config", index=entry.index,
+                        voters=list(self._configs[-1][1].voters))
+
+    def _truncate_from(self, index: int) -> None:
+        self._event("truncate", index=index)
+        self.log.truncate_from(index)
+        while len(self._configs) > 1 and self._configs[-1][0] >= index:
+            self._configs.pop()
+
+    def _rebuild_configs(self) -> None:
+        base = decode_indexed(self.snapshot.configuration) if self.snapshot else (0, None)
+        self._configs = [(base[0], base[1] or Configuration())]
+        for entry in self.log.slice(self.log.first_index, self.log.last_index + 1):
+            if entry.kind is EntryKind.CONFIGURATION:
+                self._configs.append((entry.index, Configuration.decode(entry.data)))
+
+    def _sync_progress_with_configuration(self, *, drop_removed: bool) -> None:
+        """Track every member of the latest configuration. A removed server is kept
+        until its removal commits, so it receives the entry that removes it (as
+        hashicorp/raft does) and learns it is no longer a member."""
+        if self.role is not Role.LEADER:
+            return
+        ids = self.configuration.ids
+        for peer in ids:
+            if peer != self.id and peer not in self.progress:
+                self.progress[peer] = Progress(next=self.log.last_index + 1)
+        if drop_removed:
+            for peer in [p for p in self.progress if p not in ids]:
+                del self.progress[peer]
+
+    # ------------------------------------------------------------------ output
+
+    def _bug(self, name: str) -> bool:
+        return name in self.settings.bugs
+
+    def _send(self, m: Message) -> None:
+        self._messages.append(m)
+
+    def _event(self, kind: str, **fields: object) -> None:
+        self._events.append(Event(kind, fields))
+
+    def _ready(self) -> Ready:
+        ready = Ready()
+        state = HardState(self.term, self.voted_for, self.commit_index)
+        if state != self._persisted:
+            self._persisted = state
+            if self._bug("forget-vote"):
+                state = HardState(state.term, None, state.commit)
+            ready.hard_state = state
+        if self._persist_from is not None:
+            ready.entries = tuple(self.log.slice(self._persist_from, self.log.last_index + 1))
+            self._persist_from = None
+        ready.snapshot, self._snapshot_out = self._snapshot_out, None
+        ready.restore, self._restore = self._restore, None
+        if self.commit_index > self.applied:
+            ready.committed = tuple(self.log.slice(self.applied + 1, self.commit_index + 1))
+            self.applied = self.commit_index
+        if self._messages:
+            ready.messages, self._messages = self._messages, []
+        if self._events:
+            ready.events, self._events = self._events, []
+        if self._read_states:
+            ready.read_states, self._read_states = tuple(self._read_states), []
+        ready.deadline = self.deadline()
+        return ready
+
+
+def bootstrap_state(configuration: Configuration) -> tuple[HardState, list[Entry]]:
+    """The durable state every founding member starts from (hashicorp/raft's
+    BootstrapCluster): term 1 and the configuration as entry 1, already committed
+    because every founding member holds it identically."""
+    entry = Entry(1, 1, EntryKind.CONFIGURATION, configuration.encode())
+    return HardState(term=1, voted_for=None, commit=1), [entry]

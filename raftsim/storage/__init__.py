@@ -1,0 +1,6 @@
+"""Where a server keeps what it must not forget: hard state, log entries, snapshots."""
+
+from raftsim.storage.base import PersistentState, Storage
+from raftsim.storage.memory import MemoryStorage
+
+__all__ = ["MemoryStorage", "PersistentState", "Storage"]
