@@ -1,0 +1,1 @@
+"""Checkers that judge a run after the fact: trace invariants and linearizability."""
