@@ -26,7 +26,8 @@ class MemoryStorage:
             # Compaction keeps the suffix after the snapshot; an installed snapshot that
             # does not match our log replaces the log entirely.
             matches = self._term_at(snapshot.index) == snapshot.term
-            self._entries = [e for e in self._entries if e.index > snapshot.index] if matches else []
+            kept = [e for e in self._entries if e.index > snapshot.index]
+            self._entries = kept if matches else []
             self._snapshot = snapshot
         if entries:
             first = entries[0].index

@@ -1,0 +1,591 @@
+"""Durable storage on a real disk: what lets a ``kill -9``-ed live server come back with
+nothing lost.
+
+One data directory per server::
+
+    wal-<first index, 20 digits>.log   log entries in index order (the write-ahead log)
+    hardstate.bin                      term, vote, commit: replaced atomically
+    snapshot-<index>-<term>.bin        the latest snapshot: replaced atomically
+
+Every file is a sequence of records framed the same way: 4-byte big-endian payload
+length, 4-byte CRC32 of the payload, the msgpack payload (an entry is
+``[term, index, kind, data]``). A checksum is what tells a write torn by a crash from
+data the disk later damaged: the first may be dropped, the second must stop the server.
+
+Crash safety rests on the order of writes inside :meth:`FileStorage.save`. Each step is
+durable before the next one starts (under ``fsync="always"``), and recovery finishes
+whatever step a crash interrupted, so a restart finds either the state before the save,
+the state after it, or one on the way between (a longer prefix of the old or the new
+log) - never a state that forgets an entry acknowledged by an earlier save:
+
+1. snapshot: write it, then delete the log it covers or replaces, then older snapshots;
+2. entries: a conflicting suffix is removed durably first, then the new entries are
+   appended and the segment is fsynced once for the whole batch (group commit);
+3. hard state: written last, so a durable commit index never points past durable entries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgpack
+
+from raftsim.core.messages import Entry, EntryKind, HardState, Snapshot
+from raftsim.storage.base import PersistentState
+
+logger = logging.getLogger(__name__)
+
+MiB = 1 << 20
+
+_HEADER = struct.Struct(">II")  # payload length, CRC32 of the payload
+_HARD_STATE = "hardstate.bin"
+_TEMP_SUFFIX = ".tmp"
+_SEGMENT_NAME = re.compile(r"wal-(\d{20})\.log")
+_SNAPSHOT_NAME = re.compile(r"snapshot-(\d+)-(\d+)\.bin")
+
+
+class StorageCorruptionError(RuntimeError):
+    """The data directory holds damage that a crash cannot explain. Starting anyway could
+    silently forget committed entries or a vote, so the server refuses to start."""
+
+    def __init__(self, path: Path, offset: int, problem: str) -> None:
+        super().__init__(
+            f"{path}: {problem} at byte offset {offset}; the data directory must be "
+            "repaired or removed before this server can start"
+        )
+        self.path = path
+        self.offset = offset
+
+
+@dataclass(eq=False, slots=True)
+class _Segment:
+    """One WAL file. ``size`` counts only bytes of valid, written records."""
+
+    path: Path
+    first_index: int
+    size: int = 0
+
+
+class FileStorage:
+    """The :class:`~raftsim.storage.base.Storage` protocol on a directory.
+
+    Recovery runs at construction: torn tails are dropped (with a warning), interrupted
+    saves are finished, and damage a crash cannot explain raises
+    :class:`StorageCorruptionError`. ``fsync="never"`` keeps the layout but skips every
+    fsync: for benchmarks only, since a power failure may then lose anything.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fsync: Literal["always", "never"] = "always",
+        segment_bytes: int = 8 * MiB,
+    ) -> None:
+        if fsync not in ("always", "never"):
+            raise ValueError(f"fsync must be 'always' or 'never', not {fsync!r}")
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes must be positive, not {segment_bytes}")
+        self.directory = Path(directory)
+        self._sync = fsync == "always"
+        self._segment_bytes = segment_bytes
+        self._hard_state = HardState()
+        self._snapshot: Snapshot | None = None
+        self._entries: list[Entry] = []  # the log after the snapshot, contiguous
+        self._locations: list[tuple[_Segment, int]] = []  # where each of _entries is
+        self._segments: list[_Segment] = []  # in index order; the last one is appended to
+        self._tail_fd: int | None = None  # open on _segments[-1] once we write to it
+        self._closed = False
+        self._failure: BaseException | None = None
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True)
+            self._fsync_dir(self.directory.parent)
+        self._recover()
+
+    # ------------------------------------------------------------------ protocol
+
+    def load(self) -> PersistentState:
+        self._check_usable()
+        return PersistentState(self._hard_state, self._snapshot, list(self._entries))
+
+    def save(
+        self,
+        hard_state: HardState | None,
+        entries: tuple[Entry, ...],
+        snapshot: Snapshot | None,
+    ) -> None:
+        self._check_usable()
+        self._check_arguments(entries, snapshot)
+        try:
+            if snapshot is not None:
+                self._save_snapshot(snapshot)
+            if entries:
+                self._append(entries)
+            if hard_state is not None and hard_state != self._hard_state:
+                payload = _frame(_pack_hard_state(hard_state))
+                self._write_atomically(self.directory / _HARD_STATE, payload)
+                self._hard_state = hard_state
+        except BaseException as exc:
+            # Memory and disk may now disagree; only a reopen (recovery) can tell.
+            self._failure = exc
+            raise
+
+    def close(self) -> None:
+        self._close_tail()
+        self._closed = True
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def hard_state(self) -> HardState:
+        return self._hard_state
+
+    @property
+    def last_index(self) -> int:
+        return self._entries[-1].index if self._entries else self._offset()
+
+    # ------------------------------------------------------------------ save steps
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"FileStorage({self.directory}) is closed")
+        if self._failure is not None:
+            raise RuntimeError(
+                f"FileStorage({self.directory}) failed during save(); reopen the directory "
+                "to recover"
+            ) from self._failure
+
+    def _check_arguments(self, entries: tuple[Entry, ...], snapshot: Snapshot | None) -> None:
+        """Refuse, before writing anything, calls no Raft node makes and whose result
+        recovery could not tell apart from damage (a gap, a snapshot moving backwards)."""
+        offset, last = self._offset(), self.last_index
+        if snapshot is not None:
+            if snapshot.index <= offset:
+                raise ValueError(
+                    f"snapshot at index {snapshot.index} does not follow the stored snapshot "
+                    f"at {offset}"
+                )
+            if self._term_at(snapshot.index) != snapshot.term:
+                last = snapshot.index
+            offset, last = snapshot.index, max(last, snapshot.index)
+        if entries:
+            first = entries[0].index
+            if not offset < first <= last + 1:
+                raise ValueError(
+                    f"entries from index {first} do not attach to a log holding "
+                    f"{offset + 1}..{last}"
+                )
+            for before, after in itertools.pairwise(entries):
+                if after.index != before.index + 1:
+                    raise ValueError(f"entries are not contiguous: {before.index}, {after.index}")
+
+    def _save_snapshot(self, snapshot: Snapshot) -> None:
+        # Memory semantics: a snapshot matching our log keeps the suffix after it; one
+        # that does not (installed from a leader) replaces the log entirely.
+        matches = self._term_at(snapshot.index) == snapshot.term
+        old = self._snapshot
+        self._write_atomically(
+            self.directory / _snapshot_name(snapshot), _frame(_pack_snapshot(snapshot))
+        )
+        if matches:
+            covered = snapshot.index - self._entries[0].index + 1
+            del self._entries[:covered]
+            del self._locations[:covered]
+            # Oldest first: a crash in between leaves a shorter log that still attaches.
+            doomed = self._segments_before(self._locations[0][0] if self._locations else None)
+        else:
+            self._entries.clear()
+            self._locations.clear()
+            # Newest first: a crash in between leaves a prefix of the old log, which
+            # recovery recognises (by its term at the snapshot index) as replaced.
+            doomed = self._segments[::-1]
+        if self._segments and self._segments[-1] in doomed:
+            self._close_tail()
+        for segment in doomed:
+            os.remove(segment.path)
+            self._segments.remove(segment)
+        if old is not None:
+            os.remove(self.directory / _snapshot_name(old))
+        if doomed or old is not None:
+            self._fsync_dir()
+        self._snapshot = snapshot
+
+    def _append(self, entries: tuple[Entry, ...]) -> None:
+        if entries[0].index <= self.last_index:
+            self._truncate_from(entries[0].index)
+        created = False
+        pending = bytearray()  # records for the tail segment, written in one go
+        for entry in entries:
+            record = _frame(_pack_entry(entry))
+            tail = self._segments[-1] if self._segments else None
+            if tail is None or tail.size + len(pending) >= self._segment_bytes:
+                if pending:
+                    self._write_tail(pending)
+                    pending.clear()
+                    self._fsync_tail()  # durable before the next segment exists
+                tail = self._create_segment(entry.index)
+                created = True
+            self._locations.append((tail, tail.size + len(pending)))
+            self._entries.append(entry)
+            pending += record
+        self._write_tail(pending)
+        self._fsync_tail()
+        if created:
+            self._fsync_dir()
+
+    def _truncate_from(self, index: int) -> None:
+        """Remove entries ``index..`` durably before anything replaces them: otherwise a
+        crash could leave new entries spliced onto a stale remainder of the old log."""
+        position = index - self._entries[0].index
+        segment, offset = self._locations[position]
+        later = self._segments[self._segments.index(segment) + 1 :]
+        if later:
+            self._close_tail()
+            for doomed in reversed(later):
+                os.remove(doomed.path)
+            del self._segments[-len(later) :]
+            self._fsync_dir()
+        fd = self._open_tail()
+        os.ftruncate(fd, offset)
+        segment.size = offset
+        self._fsync_tail()
+        del self._entries[position:]
+        del self._locations[position:]
+
+    # ------------------------------------------------------------------ files
+
+    def _create_segment(self, first_index: int) -> _Segment:
+        self._close_tail()
+        segment = _Segment(self.directory / f"wal-{first_index:020d}.log", first_index)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        self._tail_fd = os.open(segment.path, flags, 0o644)
+        self._segments.append(segment)
+        return segment
+
+    def _open_tail(self) -> int:
+        if self._tail_fd is None:
+            self._tail_fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+        return self._tail_fd
+
+    def _close_tail(self) -> None:
+        if self._tail_fd is not None:
+            fd, self._tail_fd = self._tail_fd, None
+            os.close(fd)
+
+    def _write_tail(self, data: bytes | bytearray) -> None:
+        if data:
+            _write_all(self._open_tail(), data)
+            self._segments[-1].size += len(data)
+
+    def _fsync_tail(self) -> None:
+        if self._sync:
+            os.fsync(self._open_tail())
+
+    def _write_atomically(self, path: Path, data: bytes) -> None:
+        """Temp file, fsync, rename over, fsync the directory: readers see the old file
+        or the new one, whole."""
+        temp = path.with_name(path.name + _TEMP_SUFFIX)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            if self._sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+        self._fsync_dir()
+
+    def _fsync_dir(self, directory: Path | None = None) -> None:
+        """Make creations, renames and removals of directory entries durable."""
+        if self._sync:
+            fd = os.open(directory or self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    # ------------------------------------------------------------------ recovery
+
+    def _recover(self) -> None:
+        names = sorted(path.name for path in self.directory.iterdir())
+        for name in names:
+            stem = name.removesuffix(_TEMP_SUFFIX)
+            if stem != name and (stem == _HARD_STATE or _SNAPSHOT_NAME.fullmatch(stem)):
+                os.remove(self.directory / name)  # an atomic write a crash interrupted
+        snapshots = sorted(
+            (int(m.group(1)), int(m.group(2)), self.directory / name)
+            for name in names
+            if (m := _SNAPSHOT_NAME.fullmatch(name))
+        )
+        if snapshots:
+            # Snapshots only move forward (save() refuses others), so the highest is the
+            # newest; any other is left over from a save that a crash interrupted.
+            self._snapshot = _read_snapshot(*snapshots[-1])
+        hard_state_path = self.directory / _HARD_STATE
+        if hard_state_path.exists():
+            self._hard_state = _read_hard_state(hard_state_path)
+        segments = [(int(m.group(1)), n) for n in names if (m := _SEGMENT_NAME.fullmatch(n))]
+        wal = self._read_wal(sorted(segments))
+        kept = self._attach_to_snapshot(wal)
+        self._entries = [entry for entry, _, _ in kept]
+        self._locations = [(segment, offset) for _, segment, offset in kept]
+        doomed = self._segments_before(kept[0][1] if kept else None)
+        for segment in doomed:
+            os.remove(segment.path)
+            self._segments.remove(segment)
+        for _, _, path in snapshots[:-1]:
+            os.remove(path)
+        if doomed or len(snapshots) > 1:
+            self._fsync_dir()
+
+    def _read_wal(self, found: list[tuple[int, str]]) -> list[tuple[Entry, _Segment, int]]:
+        """Every WAL entry, checked to be contiguous; a torn tail is cut off."""
+        wal: list[tuple[Entry, _Segment, int]] = []
+        for position, (first_index, name) in enumerate(found):
+            segment = _Segment(self.directory / name, first_index)
+            is_last = position == len(found) - 1
+            if wal and first_index != wal[-1][0].index + 1:
+                raise StorageCorruptionError(
+                    segment.path, 0,
+                    f"log gap: segment starts at index {first_index} but the previous one "
+                    f"ends at {wal[-1][0].index}",
+                )
+            records = self._read_segment(segment, is_last)
+            if not records:
+                if not is_last:
+                    raise StorageCorruptionError(segment.path, 0, "segment holds no records")
+                os.remove(segment.path)  # created just before a crash: nothing in it
+                self._fsync_dir()
+                break
+            self._segments.append(segment)
+            wal.extend((entry, segment, offset) for entry, offset in records)
+        return wal
+
+    def _read_segment(self, segment: _Segment, is_last: bool) -> list[tuple[Entry, int]]:
+        data = memoryview(segment.path.read_bytes())
+        records: list[tuple[Entry, int]] = []
+        expected = segment.first_index
+        offset = 0
+        while offset < len(data):
+            problem = _record_problem(data, offset)
+            if problem is not None:
+                if is_last and not _valid_record_after(data, offset + 1, expected):
+                    dropped = len(data) - offset
+                    logger.warning(
+                        "%s: dropping torn record at byte offset %d (%s): %d bytes dropped",
+                        segment.path, offset, problem, dropped,
+                    )
+                    os.truncate(segment.path, offset)
+                    if self._sync:
+                        fd = os.open(segment.path, os.O_WRONLY)
+                        try:
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+                    break
+                where = "followed by valid records" if is_last else "in a segment before the last"
+                raise StorageCorruptionError(segment.path, offset, f"{problem} {where}")
+            length, _ = _HEADER.unpack_from(data, offset)
+            try:
+                entry = _unpack_entry(data[offset + 8 : offset + 8 + length])
+            except ValueError as exc:
+                raise StorageCorruptionError(segment.path, offset, f"bad entry ({exc})") from None
+            if entry.index != expected:
+                raise StorageCorruptionError(
+                    segment.path, offset, f"entry index {entry.index} where {expected} belongs"
+                )
+            records.append((entry, offset))
+            expected += 1
+            offset += 8 + length
+        segment.size = offset
+        return records
+
+    def _attach_to_snapshot(
+        self, wal: list[tuple[Entry, _Segment, int]]
+    ) -> list[tuple[Entry, _Segment, int]]:
+        """The part of the WAL that is the log after the snapshot.
+
+        WAL entries at or below the snapshot index are ones a compaction covered (a segment
+        straddling the snapshot, or a removal a crash interrupted); if the WAL's entry *at*
+        the snapshot index has another term, the WAL is what an installed snapshot
+        replaced, before a crash stopped its removal. A WAL starting past the snapshot's
+        next index is missing entries: that is damage, not a crash.
+        """
+        if not wal:
+            return []
+        snapshot_index = self._snapshot.index if self._snapshot else 0
+        first = wal[0][0].index
+        if first > snapshot_index + 1:
+            raise StorageCorruptionError(
+                wal[0][1].path, 0,
+                f"log gap: the log starts at index {first} but the snapshot ends at "
+                f"{snapshot_index}",
+            )
+        if first <= snapshot_index <= wal[-1][0].index:
+            assert self._snapshot is not None
+            if wal[snapshot_index - first][0].term != self._snapshot.term:
+                logger.info(
+                    "%s: removing log entries %d..%d replaced by snapshot %d (term %d)",
+                    self.directory, first, wal[-1][0].index, snapshot_index,
+                    self._snapshot.term,
+                )
+                return []
+        return wal[max(0, snapshot_index - first + 1) :]
+
+    # ------------------------------------------------------------------ log helpers
+
+    def _segments_before(self, keep_from: _Segment | None) -> list[_Segment]:
+        """The segments holding only entries before ``keep_from`` (all if None)."""
+        before = []
+        for segment in self._segments:
+            if segment is keep_from:
+                break
+            before.append(segment)
+        return before
+
+    def _offset(self) -> int:
+        return self._snapshot.index if self._snapshot else 0
+
+    def _term_at(self, index: int) -> int | None:
+        position = index - self._offset() - 1
+        if 0 <= position < len(self._entries):
+            return self._entries[position].term
+        return None
+
+
+# ---------------------------------------------------------------------- records
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _record_problem(data: memoryview, offset: int) -> str | None:
+    """Why the record at ``offset`` is unreadable, or None if it is whole and intact."""
+    remaining = len(data) - offset
+    if remaining < _HEADER.size:
+        return "partial record header"
+    length, crc = _HEADER.unpack_from(data, offset)
+    if length == 0:
+        return "empty record"
+    if length > remaining - _HEADER.size:
+        return "partial record payload"
+    if zlib.crc32(data[offset + 8 : offset + 8 + length]) != crc:
+        return "checksum mismatch"
+    return None
+
+
+def _valid_record_after(data: memoryview, start: int, expected: int) -> bool:
+    """Whether an intact entry record (of index ``expected`` or later) begins anywhere
+    at or after ``start``: if one does, the bad record before it is not a torn tail but
+    damage in the middle of the log."""
+    for offset in range(start, len(data) - _HEADER.size + 1):
+        if _record_problem(data, offset) is None:
+            length, _ = _HEADER.unpack_from(data, offset)
+            try:
+                entry = _unpack_entry(data[offset + 8 : offset + 8 + length])
+            except ValueError:
+                continue
+            if entry.index >= expected:
+                return True
+    return False
+
+
+def _unpack(payload: bytes | memoryview) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise ValueError(f"not msgpack: {exc}") from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pack_entry(entry: Entry) -> bytes:
+    return msgpack.packb([entry.term, entry.index, int(entry.kind), entry.data])
+
+
+def _unpack_entry(payload: bytes | memoryview) -> Entry:
+    fields = _unpack(payload)
+    if not (isinstance(fields, list) and len(fields) == 4):
+        raise ValueError("not [term, index, kind, data]")
+    term, index, kind, data = fields
+    if not (_is_int(term) and _is_int(index) and _is_int(kind) and isinstance(data, bytes)):
+        raise ValueError("not [term, index, kind, data]")
+    return Entry(term, index, EntryKind(kind), data)  # EntryKind raises ValueError
+
+
+def _pack_hard_state(state: HardState) -> bytes:
+    return msgpack.packb([state.term, state.voted_for, state.commit])
+
+
+def _read_hard_state(path: Path) -> HardState:
+    fields = _unpack_file(path)
+    if (
+        isinstance(fields, list)
+        and len(fields) == 3
+        and _is_int(fields[0])
+        and (fields[1] is None or isinstance(fields[1], str))
+        and _is_int(fields[2])
+    ):
+        return HardState(fields[0], fields[1], fields[2])
+    raise StorageCorruptionError(path, _HEADER.size, "not a hard state [term, vote, commit]")
+
+
+def _snapshot_name(snapshot: Snapshot) -> str:
+    return f"snapshot-{snapshot.index}-{snapshot.term}.bin"
+
+
+def _pack_snapshot(snapshot: Snapshot) -> bytes:
+    return msgpack.packb(
+        [snapshot.index, snapshot.term, snapshot.configuration, snapshot.data]
+    )
+
+
+def _read_snapshot(index: int, term: int, path: Path) -> Snapshot:
+    fields = _unpack_file(path)
+    if (
+        isinstance(fields, list)
+        and len(fields) == 4
+        and fields[:2] == [index, term]
+        and isinstance(fields[2], bytes)
+        and isinstance(fields[3], bytes)
+    ):
+        return Snapshot(index, term, fields[2], fields[3])
+    raise StorageCorruptionError(
+        path, _HEADER.size, f"not a snapshot [index={index}, term={term}, configuration, data]"
+    )
+
+
+def _unpack_file(path: Path) -> Any:
+    """The payload of a file that holds exactly one record (written atomically, so any
+    damage is corruption, never a torn write)."""
+    data = memoryview(path.read_bytes())
+    problem = _record_problem(data, 0)
+    if problem is None and _HEADER.unpack_from(data, 0)[0] + _HEADER.size != len(data):
+        problem = "trailing bytes after the record"
+    if problem is not None:
+        raise StorageCorruptionError(path, 0, problem)
+    try:
+        return _unpack(data[_HEADER.size :])
+    except ValueError as exc:
+        raise StorageCorruptionError(path, _HEADER.size, str(exc)) from None
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+__all__ = ["FileStorage", "MiB", "StorageCorruptionError"]

@@ -1,0 +1,107 @@
+"""CrashDiskStorage: a crash loses exactly what a disk with a write cache would."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from raftsim.core.messages import Entry, HardState, Snapshot
+from raftsim.storage.base import PersistentState
+from raftsim.storage.crashdisk import CrashDiskStorage
+from raftsim.storage.memory import MemoryStorage
+
+
+def entries(first: int, last: int, term: int = 1) -> tuple[Entry, ...]:
+    return tuple(Entry(term, i, data=bytes([i % 256])) for i in range(first, last + 1))
+
+
+def five_saves(disk: CrashDiskStorage | MemoryStorage) -> None:
+    """Saves 1..5 write two entries each, and a new hard state each."""
+    for n in range(5):
+        disk.save(HardState(n + 1, "a", 2 * n), entries(2 * n + 1, 2 * n + 2), None)
+
+
+def test_it_answers_like_memory_storage_until_a_crash() -> None:
+    disk, memory = CrashDiskStorage(random.Random(1), sync_every=3), MemoryStorage()
+    for storage in (disk, memory):
+        five_saves(storage)
+        storage.save(None, entries(7, 8, term=2), None)  # a conflict in the unsynced tail
+        storage.save(None, (), Snapshot(4, 1, b"c", b"s"))
+        storage.save(None, entries(9, 9, term=2), None)
+    assert disk.load() == memory.load()
+    assert disk.hard_state == memory.hard_state and disk.last_index == memory.last_index
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_with_sync_every_save_a_crash_loses_nothing(seed: int) -> None:
+    rng = random.Random(seed)
+    disk = CrashDiskStorage(rng)
+    five_saves(disk)
+    disk.save(None, entries(9, 12, term=2), None)
+    before = disk.load()
+    state = rng.getstate()
+    assert disk.unsynced == 0
+    assert disk.crash() == 0
+    assert disk.load() == before
+    assert rng.getstate() == state  # nothing to lose, no randomness drawn
+
+
+def crashed(seed: int, sync_every: int = 3) -> tuple[PersistentState, PersistentState, int]:
+    disk = CrashDiskStorage(random.Random(seed), sync_every=sync_every)
+    five_saves(disk)  # saves 1-3 synced (entries 1..6); 4-5 (entries 7..10) are not
+    before = disk.load()
+    lost = disk.crash()
+    return before, disk.load(), lost
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_with_sync_every_3_a_crash_loses_only_unsynced_entries(seed: int) -> None:
+    before, after, lost = crashed(seed)
+    assert before.entries == list(entries(1, 10))
+    assert after.hard_state == HardState(5, "a", 8)  # hard state is always synced
+    assert len(after.entries) >= 6  # saves 1..3 were synced
+    assert after.entries == before.entries[: len(after.entries)]
+    assert lost == 10 - len(after.entries)
+
+
+def test_crashes_are_deterministic_per_seed_and_vary_across_seeds() -> None:
+    outcomes = [crashed(seed) for seed in range(40)]
+    assert outcomes == [crashed(seed) for seed in range(40)]
+    assert {len(after.entries) for _, after, _ in outcomes} == {6, 7, 8, 9, 10}
+
+
+def test_a_write_cache_that_survives_power_loss_loses_nothing() -> None:
+    disk = CrashDiskStorage(random.Random(7), sync_every=3, lose_unsynced=False)
+    five_saves(disk)
+    before = disk.load()
+    assert disk.unsynced == 4
+    assert disk.crash() == 0
+    assert disk.load() == before
+
+
+def test_a_snapshot_syncs_what_was_written_before_it() -> None:
+    disk = CrashDiskStorage(random.Random(3), sync_every=10)
+    five_saves(disk)
+    disk.save(None, (), Snapshot(4, 1, b"c", b"s"))
+    assert disk.unsynced == 0
+    disk.save(None, entries(11, 12), None)
+    disk.crash()
+    assert [e.index for e in disk.load().entries][:6] == [5, 6, 7, 8, 9, 10]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_an_unsynced_conflict_truncation_recovers_a_prefix_of_one_log(seed: int) -> None:
+    disk = CrashDiskStorage(random.Random(seed), sync_every=5)
+    disk.save(None, entries(1, 6), None)
+    disk.sync()
+    disk.save(None, entries(4, 8, term=2), None)  # replaces 4..6, unsynced
+    old, new = list(entries(1, 6)), list(entries(1, 3)) + list(entries(4, 8, term=2))
+    disk.crash()
+    got = disk.load().entries
+    assert got in (old, new[: len(got)]) and len(got) >= 3
+
+
+def test_the_write_policy_is_validated() -> None:
+    with pytest.raises(ValueError, match="sync_every"):
+        CrashDiskStorage(random.Random(0), sync_every=0)
