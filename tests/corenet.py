@@ -11,9 +11,9 @@ import random
 from collections.abc import Callable, Iterable
 
 from raftsim.core.configuration import Configuration, ServerInfo
-from raftsim.core.messages import Entry, HardState, Message, Snapshot
+from raftsim.core.messages import Entry, EntryKind, HardState, Message, Snapshot
 from raftsim.core.node import RaftNode, bootstrap_state
-from raftsim.core.ready import Ready, Role
+from raftsim.core.ready import Event, ReadState, Ready, Role
 from raftsim.core.settings import NodeSettings
 
 
@@ -27,8 +27,11 @@ class Disk:
 
     def save(self, ready: Ready) -> None:
         if ready.snapshot is not None:
+            # Compaction keeps the suffix after the snapshot; an installed snapshot that
+            # does not match our log replaces it (as MemoryStorage does).
             snap = ready.snapshot
-            self.entries = [e for e in self.entries if e.index > snap.index]
+            matches = any(e.index == snap.index and e.term == snap.term for e in self.entries)
+            self.entries = [e for e in self.entries if e.index > snap.index] if matches else []
             self.snapshot = snap
         if ready.entries:
             first = ready.entries[0].index
@@ -60,7 +63,14 @@ class CoreNet:
         self.applied: dict[str, list[Entry]] = {}
         self.queue: list[Message] = []
         self.dropped: Callable[[Message], bool] = lambda m: False
+        #: applied to every message as it is sent (after ``dropped``), to alter it
+        self.rewrite: Callable[[Message], Message] = lambda m: m
         self.down: set[str] = set()
+        #: (time, node, term, event) for every event every node reported
+        self.trace: list[tuple[float, str, int, Event]] = []
+        self.read_states: dict[str, list[ReadState]] = {i: [] for i in self.ids}
+        #: every message sent (before drops), for tests that count round trips
+        self.sent: list[Message] = []
         hard_state, entries = bootstrap_state(config)
         for i in self.ids:
             self.disks[i] = Disk(hard_state, entries)
@@ -83,11 +93,64 @@ class CoreNet:
     def handle(self, node_id: str, ready: Ready) -> Ready:
         self.disks[node_id].save(ready)
         self.applied[node_id].extend(ready.committed)
+        self.read_states.setdefault(node_id, []).extend(ready.read_states)
+        term = self.nodes[node_id].term
+        self.trace.extend((self.now, node_id, term, e) for e in ready.events)
         for m in ready.messages:
+            self.sent.append(m)
             if m.target in self.down or self.dropped(m):
                 continue
-            self.queue.append(m)
+            self.queue.append(self.rewrite(m))
         return ready
+
+    # ------------------------------------------------------------------ test helpers
+
+    def set_log(self, node_id: str, terms: list[int], *, term: int,
+                voted_for: str | None = None, commit: int = 1) -> None:
+        """Restart ``node_id`` from a disk holding one entry per element of ``terms``
+        (entry 1 stays the bootstrap configuration, so ``terms[0]`` must be 1)."""
+        assert terms[0] == 1, "entry 1 is the bootstrap configuration, of term 1"
+        config = self.disks[self.ids[0]].entries[0]
+        entries = [config] + [Entry(t, i, EntryKind.COMMAND, f"{t}.{i}".encode())
+                              for i, t in enumerate(terms[1:], start=2)]
+        self.disks[node_id] = Disk(HardState(term, voted_for, commit), entries)
+        self.start(node_id)
+
+    def add_node(self, node_id: str) -> RaftNode:
+        """A fresh server with an empty log, not (yet) in any configuration."""
+        self.ids.append(node_id)
+        self.disks[node_id] = Disk(HardState(), [])
+        self.read_states[node_id] = []
+        return self.start(node_id)
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Drop every message between servers of different groups (servers not named
+        form one more group)."""
+        side: dict[str, int] = {}
+        for n, group in enumerate(groups):
+            for i in group:
+                side[i] = n + 1
+        self.dropped = lambda m: side.get(m.source, 0) != side.get(m.target, 0)
+
+    def heal(self) -> None:
+        self.dropped = lambda m: False
+
+    def deliver_where(self, wanted: Callable[[Message], bool]) -> int:
+        """Deliver (once) only the queued messages ``wanted`` picks; keep the rest."""
+        picked = [m for m in self.queue if wanted(m)]
+        self.queue = [m for m in self.queue if not wanted(m)]
+        for m in picked:
+            if m.target not in self.down:
+                self.handle(m.target, self.nodes[m.target].step(m, self.now))
+        return len(picked)
+
+    def leader_terms(self) -> dict[int, set[str]]:
+        """Every term in which some server became leader, and who did."""
+        result: dict[int, set[str]] = {}
+        for _, node_id, term, event in self.trace:
+            if event.kind == "role" and event.fields.get("role") == "leader":
+                result.setdefault(term, set()).add(node_id)
+        return result
 
     def deliver_all(self, limit: int = 100_000) -> int:
         count = 0

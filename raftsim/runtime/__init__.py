@@ -1,0 +1,1 @@
+"""The asyncio server that drives one core node: timers, persistence, sending, applying."""

@@ -1,0 +1,28 @@
+"""Why a client request to a server failed. Messages are Nomad's where Nomad has one."""
+
+from __future__ import annotations
+
+
+class RequestFailed(Exception):
+    """Base class: the request did not (or may not) take effect."""
+
+
+class LeadershipLost(RequestFailed):
+    """The leader lost leadership before the entry committed: it may or may not commit."""
+
+    def __init__(self) -> None:
+        super().__init__("leadership lost while committing log")
+
+
+class NoClusterLeader(RequestFailed):
+    def __init__(self) -> None:
+        super().__init__("No cluster leader")
+
+
+class ServerStopped(RequestFailed):
+    def __init__(self) -> None:
+        super().__init__("server stopped")
+
+
+class RequestTimeout(RequestFailed):
+    """Gave up waiting; the outcome is unknown."""

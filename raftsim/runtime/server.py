@@ -1,0 +1,466 @@
+"""An asyncio Raft server: one core node, its storage, its state machine, its timers.
+
+The server is the same in both worlds: it reads the time from its event loop (virtual in
+the simulator, monotonic in a live process) and sends bytes through a ``Transport`` (the
+simulated network, or TCP). It never decides anything Raft decides; it carries out the
+core's ``Ready`` in the order that keeps Raft safe: persist, send, apply, answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from raftsim.core.configuration import ConfigChange, Configuration
+from raftsim.core.errors import ChangeNotAllowedYet, NotLeader
+from raftsim.core.messages import EntryKind
+from raftsim.core.node import RaftNode
+from raftsim.core.ready import Ready, Role
+from raftsim.core.settings import NodeSettings
+from raftsim.runtime.errors import (
+    LeadershipLost,
+    NoClusterLeader,
+    RequestTimeout,
+    ServerStopped,
+)
+from raftsim.runtime.kv import KVStore
+from raftsim.storage.base import Storage
+from raftsim.wire import (
+    Frame,
+    Notification,
+    Request,
+    Response,
+    WireError,
+    decode_frame,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
+
+#: observer(server_id, term, kind, fields): every state change worth tracing
+Observer = Callable[[str, int, str, dict[str, Any]], None]
+RpcHandler = Callable[[str, list[Any]], Awaitable[Any]]
+
+
+class Transport(Protocol):
+    def send(self, target: str, data: bytes, meta: object = None) -> None:
+        """Best effort, never blocks; delivery, order and timing are not promised."""
+        ...
+
+
+class RemoteError(Exception):
+    """A forwarded RPC that the remote server answered with an error."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    term: int
+    future: asyncio.Future[bool]
+
+
+class Server:
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        settings: NodeSettings,
+        rng: random.Random,
+        storage: Storage,
+        transport: Transport,
+        loop: asyncio.AbstractEventLoop,
+        observer: Observer | None = None,
+        snapshot_threshold: int = 0,
+    ) -> None:
+        self.id = node_id
+        self.settings = settings
+        self.rng = rng
+        self.storage = storage
+        self.transport = transport
+        self.loop = loop
+        self.observer = observer
+        #: compact the log once this many entries were applied past the last snapshot
+        self.snapshot_threshold = snapshot_threshold
+        self.rpc_handlers: dict[str, RpcHandler] = {}
+        self.node: RaftNode | None = None
+        self.kv = KVStore()
+        self.paused = False
+        self._held: list[tuple[str, bytes]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = float("inf")
+        self._timer_due_while_paused = False
+        self._proposals: dict[int, _Pending] = {}
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._next_read_id = 0
+        self._rpc_id = 0
+        self._rpcs: dict[int, asyncio.Future[Any]] = {}
+        #: set and replaced whenever commit, role or leader changes: waiters re-check
+        self._changed = asyncio.Event()
+        self.apply_results: dict[int, bool] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self.node is not None
+
+    def start(self) -> None:
+        """Build the core node from storage (a restart recovers term, vote, log)."""
+        if self.node is not None:
+            raise RuntimeError(f"server {self.id} is already running")
+        state = self.storage.load()
+        self.kv = KVStore()
+        if state.snapshot is not None:
+            self.kv.restore(state.snapshot.data)
+        self.node = RaftNode(self.id, self.settings, self.rng, hard_state=state.hard_state,
+                             snapshot=state.snapshot, entries=state.entries,
+                             now=self.loop.time())
+        self.paused = False
+        self._emit("start", {"last_index": self.node.log.last_index,
+                             "commit": self.node.commit_index})
+        # Entries up to the persisted commit index are re-applied at once.
+        self._process(self.node.on_timeout(self.loop.time()))
+
+    def crash(self) -> None:
+        """Lose all volatile state at once (storage is kept); pending requests fail."""
+        if self.node is None:
+            return
+        self._emit("crash", {})
+        self.node = None
+        self.paused = False
+        self._held.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_when = None, float("inf")
+        self._fail_all(ServerStopped())
+        for fut in self._rpcs.values():
+            if not fut.done():
+                fut.set_exception(ServerStopped())
+        self._rpcs.clear()
+        self._signal_change()
+
+    def pause(self) -> None:
+        """Freeze the process: nothing is handled until resume (like SIGSTOP)."""
+        if self.node is not None:
+            self.paused = True
+            self._emit("pause", {})
+
+    def resume(self) -> None:
+        if self.node is None or not self.paused:
+            return
+        self.paused = False
+        self._emit("resume", {})
+        held, self._held = self._held, []
+        for source, data in held:
+            self.receive(source, data)
+        if self._timer_due_while_paused and self.node is not None:
+            self._timer_due_while_paused = False
+            self._process(self.node.on_timeout(self.loop.time()))
+
+    # ------------------------------------------------------------------ inbound
+
+    def receive(self, source: str, data: bytes) -> None:
+        """Bytes of one whole frame from ``source`` (the simulated network's unit)."""
+        if self.node is None:
+            return
+        if self.paused:
+            self._held.append((source, data))
+            return
+        try:
+            frame = decode_frame(data)
+        except WireError as exc:
+            self._emit("bad-frame", {"source": source, "error": str(exc)})
+            return
+        self.receive_frame(source, frame)
+
+    def receive_frame(self, source: str, frame: Frame) -> None:
+        node = self.node
+        if node is None:
+            return
+        if isinstance(frame, Notification):
+            try:
+                message = decode_message(frame)
+            except WireError as exc:
+                self._emit("bad-frame", {"source": source, "error": str(exc)})
+                return
+            self._process(node.step(message, self.loop.time()))
+        elif isinstance(frame, Request):
+            self.loop.create_task(self._serve_rpc(source, frame))
+        elif isinstance(frame, Response):
+            fut = self._rpcs.pop(frame.msgid, None)
+            if fut is not None and not fut.done():
+                if frame.error is not None:
+                    fut.set_exception(RemoteError(str(frame.error)))
+                else:
+                    fut.set_result(frame.result)
+
+    async def _serve_rpc(self, source: str, request: Request) -> None:
+        handler = self.rpc_handlers.get(request.method)
+        error: Any = None
+        result: Any = None
+        if handler is None:
+            error = f"unknown method {request.method!r}"
+        else:
+            try:
+                result = await handler(source, request.params)
+            except Exception as exc:  # the caller gets the message, we keep serving
+                error = str(exc) or type(exc).__name__
+        if self.node is not None:
+            self.transport.send(source, encode_frame(Response(request.msgid, error, result)))
+
+    # ------------------------------------------------------------------ client API
+
+    def _require_node(self) -> RaftNode:
+        if self.node is None:
+            raise ServerStopped()
+        return self.node
+
+    async def propose(self, command: bytes, *, timeout: float = 5.0) -> bool:
+        """Append ``command`` as leader and wait until it is committed and applied.
+        Returns the state machine's result (False: a compare-and-set that failed)."""
+        node = self._require_node()
+        ready = node.propose(command, self.loop.time())
+        assert ready.proposed is not None
+        return await self._await_entry(ready, timeout)
+
+    async def change_configuration(self, change: ConfigChange, *,
+                                   timeout: float = 5.0) -> int:
+        """Append a membership change as leader, waiting first (bounded) while another
+        change is uncommitted or this term has nothing committed; returns its index."""
+        deadline = self.loop.time() + timeout
+        while True:
+            node = self._require_node()
+            try:
+                ready = node.change_configuration(change, self.loop.time())
+                break
+            except ChangeNotAllowedYet as exc:
+                if not await self._wait_changed(deadline):
+                    raise RequestTimeout(
+                        f"timed out waiting to change the configuration: {exc}") from exc
+        assert ready.proposed is not None
+        index = ready.proposed[0]
+        await self._await_entry(ready, max(deadline - self.loop.time(), 0.0))
+        return index
+
+    async def _await_entry(self, ready: Ready, timeout: float) -> bool:
+        assert ready.proposed is not None
+        index, term = ready.proposed
+        fut: asyncio.Future[bool] = self.loop.create_future()
+        self._proposals[index] = _Pending(term, fut)
+        self._process(ready)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise RequestTimeout("timed out waiting for the entry to commit") from None
+
+    async def read_barrier(self, *, timeout: float = 5.0) -> int:
+        """ReadIndex (§6.4): once this returns, reading local state is linearizable.
+        Returns the index the read is served at."""
+        node = self._require_node()
+        self._next_read_id += 1
+        request_id = self._next_read_id
+        fut: asyncio.Future[int] = self.loop.create_future()
+        self._reads[request_id] = fut
+        self._process(node.read_index(request_id, self.loop.time()))
+        try:
+            index = await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            self._reads.pop(request_id, None)
+            raise RequestTimeout("timed out confirming leadership for a read") from None
+        if self.kv.applied_index < index:
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._read_waiters.append((index, waiter))
+            await asyncio.wait_for(waiter, timeout)
+        return index
+
+    async def transfer_leadership(self, target: str | None, *, timeout: float = 5.0) -> str:
+        """Hand leadership over; returns the id of the new leader."""
+        node = self._require_node()
+        if target == self.id and node.role is Role.LEADER:
+            return self.id
+        self._process(node.transfer_leadership(target, self.loop.time()))
+        goal = node.transfer_target
+        deadline = self.loop.time() + timeout
+        while True:
+            current = self.node
+            if current is None:
+                raise ServerStopped()
+            if current.role is not Role.LEADER:
+                if current.leader_id is not None:
+                    return current.leader_id
+            elif current.transfer_target is None and goal is not None:
+                raise RequestTimeout(f"leadership transfer to {goal} did not complete")
+            if not await self._wait_changed(deadline):
+                raise RequestTimeout("timed out waiting for leadership transfer")
+
+    async def call(self, target: str, method: str, params: list[Any], *,
+                   timeout: float = 5.0) -> Any:
+        """A msgpack-rpc request to another server (used to forward to the leader)."""
+        self._require_node()
+        self._rpc_id += 1
+        msgid = self._rpc_id
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._rpcs[msgid] = fut
+        self.transport.send(target, encode_frame(Request(msgid, method, params)))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no answer from {target} to {method}") from None
+        finally:
+            self._rpcs.pop(msgid, None)
+
+    async def wait_for_leader(self, hold: float) -> str:
+        """The leader's id, waiting up to ``hold`` seconds for one to be known."""
+        deadline = self.loop.time() + hold
+        while True:
+            node = self._require_node()
+            if node.leader_id is not None:
+                return node.leader_id
+            if not await self._wait_changed(deadline):
+                raise NoClusterLeader()
+
+    async def _wait_changed(self, deadline: float) -> bool:
+        remaining = deadline - self.loop.time()
+        if remaining <= 0:
+            return False
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), remaining)
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def role(self) -> Role | None:
+        return self.node.role if self.node else None
+
+    @property
+    def configuration(self) -> Configuration:
+        return self._require_node().configuration
+
+    # ------------------------------------------------------------------ the Ready loop
+
+    def _process(self, ready: Ready) -> None:
+        node = self.node
+        if node is None:
+            return
+        # 1. persist: nothing leaves this server before its state is durable
+        if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+            self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
+            if ready.entries:
+                self._emit("append", {"from": ready.entries[0].index,
+                                      "to": ready.entries[-1].index})
+        # 2. send
+        send = self.transport.send
+        for message in ready.messages:
+            send(message.target, encode_message(message), message)
+        # 3. apply
+        changed = False
+        if ready.restore is not None:
+            self.kv.restore(ready.restore.data)
+            self.kv.advance(ready.restore.index)
+            for index in [i for i in self._proposals if i <= ready.restore.index]:
+                pending = self._proposals.pop(index)
+                if not pending.future.done():
+                    pending.future.set_exception(LeadershipLost())
+            changed = True
+        if ready.committed:
+            self._apply(ready)
+            changed = True
+        # 4. answer reads
+        for state in ready.read_states:
+            fut = self._reads.pop(state.request_id, None)
+            if fut is not None and not fut.done():
+                if state.index is None:
+                    fut.set_exception(LeadershipLost())
+                else:
+                    fut.set_result(state.index)
+        for event in ready.events:
+            self._emit(event.kind, event.fields)
+            if event.kind == "role":
+                changed = True
+                if event.fields["role"] != Role.LEADER.value:
+                    self._fail_all(LeadershipLost())
+        if changed:
+            self._signal_change()
+        self._schedule(ready.deadline)
+        if (self.snapshot_threshold
+                and node.applied - node.log.snapshot_index >= self.snapshot_threshold
+                and self.kv.applied_index == node.applied):
+            self._process(node.compact(node.applied, self.kv.snapshot(), self.loop.time()))
+
+    def _apply(self, ready: Ready) -> None:
+        kv = self.kv
+        proposals = self._proposals
+        for entry in ready.committed:
+            if entry.kind is EntryKind.COMMAND:
+                result = kv.apply(entry.index, entry.data)
+            else:
+                kv.advance(entry.index)
+                result = True
+            pending = proposals.pop(entry.index, None) if proposals else None
+            if pending is not None and not pending.future.done():
+                if pending.term == entry.term:
+                    pending.future.set_result(result)
+                else:
+                    pending.future.set_exception(LeadershipLost())
+        first, last = ready.committed[0].index, ready.committed[-1].index
+        self._emit("apply", {"from": first, "to": last})
+        if self._read_waiters:
+            still = []
+            for index, waiter in self._read_waiters:
+                if kv.applied_index >= index:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    still.append((index, waiter))
+            self._read_waiters = still
+
+    def _fail_all(self, error: Exception) -> None:
+        proposals, self._proposals = self._proposals, {}
+        for pending in proposals.values():
+            if not pending.future.done():
+                pending.future.set_exception(type(error)())
+        reads, self._reads = self._reads, {}
+        for fut in reads.values():
+            if not fut.done():
+                fut.set_exception(type(error)())
+        waiters, self._read_waiters = self._read_waiters, []
+        for _, waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(type(error)())
+
+    def _signal_change(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _schedule(self, deadline: float) -> None:
+        if deadline >= self._timer_when:
+            return  # the earlier timer fires first and reschedules from the node's view
+        if self._timer is not None:
+            self._timer.cancel()
+        if deadline == float("inf"):
+            self._timer, self._timer_when = None, deadline
+            return
+        self._timer_when = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_when = None, float("inf")
+        node = self.node
+        if node is None:
+            return
+        if self.paused:
+            self._timer_due_while_paused = True
+            return
+        self._process(node.on_timeout(self.loop.time()))
+
+    def _emit(self, kind: str, fields: dict[str, Any]) -> None:
+        if self.observer is not None:
+            term = self.node.term if self.node is not None else 0
+            self.observer(self.id, term, kind, fields)

@@ -1,0 +1,290 @@
+"""A simulated cluster: N servers, one virtual-time loop, one faulty network, one seed.
+
+Everything random derives from the seed by name (``random.Random(f"{seed}:...")`` seeds
+through SHA-512, not ``hash()``), so the same seed and the same calls give the same trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from raftsim.core.configuration import Configuration, ServerInfo
+from raftsim.core.node import bootstrap_state
+from raftsim.core.ready import Role
+from raftsim.core.settings import NodeSettings
+from raftsim.runtime.server import Server
+from raftsim.sim.loop import VirtualTimeLoop
+from raftsim.sim.network import SimNetwork
+from raftsim.sim.trace import TraceRecorder
+from raftsim.storage.memory import MemoryStorage
+
+T = TypeVar("T")
+
+
+def default_ids(count: int) -> list[str]:
+    return [f"s{k}" for k in range(1, count + 1)]
+
+
+def rpc_address(position: int) -> str:
+    """Server k's RPC address, as in a live cluster on loopback (127.0.0.k:4647)."""
+    return f"127.0.0.{position}:4647"
+
+
+class _SimTransport:
+    def __init__(self, network: SimNetwork, source: str) -> None:
+        self._network = network
+        self._source = source
+
+    def send(self, target: str, data: bytes, meta: object = None) -> None:
+        self._network.send(self._source, target, data, meta)
+
+
+class Cluster:
+    """Build, drive and fault a simulated cluster. Close it when done."""
+
+    def __init__(
+        self,
+        servers: int | Sequence[str] = 5,
+        *,
+        seed: int = 0,
+        settings: NodeSettings | None = None,
+        nonvoters: Sequence[str] = (),
+        node_names: dict[str, str] | None = None,
+        latency: tuple[float, float] = (0.001, 0.005),
+        loss: float = 0.0,
+        duplication: float = 0.0,
+        reorder: float = 0.0,
+        trace: bool = True,
+        trace_messages: bool = True,
+        snapshot_threshold: int = 0,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
+        ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
+        Such a loop is driven by its owner: ``run_for`` and ``run_until`` need virtual
+        time, and the loop must not be running when the cluster is built or closed."""
+        ids = self._validate(servers, nonvoters, latency, loss, duplication, reorder,
+                             snapshot_threshold)
+        self.seed = seed
+        self.settings = settings or NodeSettings()
+        self.ids = ids
+        self.addresses = {sid: rpc_address(k) for k, sid in enumerate(ids, start=1)}
+        self.node_names = {sid: f"{sid}.global" for sid in ids}
+        self.node_names.update(node_names or {})
+        self.snapshot_threshold = snapshot_threshold
+        self.loop: asyncio.AbstractEventLoop = loop if loop is not None else VirtualTimeLoop()
+        self.recorder: TraceRecorder | None = None
+        if trace:
+            self.recorder = TraceRecorder(self.loop.time, messages=trace_messages)
+        try:
+            self.network = SimNetwork(self.loop, random.Random(f"{seed}:network"),
+                                      latency=latency, loss=loss, duplication=duplication,
+                                      reorder=reorder, observer=self.recorder)
+        except ValueError:
+            self.loop.close()
+            raise
+        configuration = Configuration(tuple(
+            ServerInfo(sid, self.addresses[sid], sid not in set(nonvoters)) for sid in ids))
+        self.servers: dict[str, Server] = {}
+        for sid in ids:
+            storage = MemoryStorage()
+            hard_state, entries = bootstrap_state(configuration)
+            storage.save(hard_state, tuple(entries), None)
+            self._make_server(sid, storage)
+        for sid in ids:
+            self.servers[sid].start()
+
+    @staticmethod
+    def _validate(servers: int | Sequence[str], nonvoters: Sequence[str],
+                  latency: tuple[float, float], loss: float, duplication: float,
+                  reorder: float, snapshot_threshold: int) -> list[str]:
+        if isinstance(servers, int):
+            if isinstance(servers, bool) or servers < 1:
+                raise ValueError(f"servers must be at least 1, got {servers}")
+            ids = default_ids(servers)
+        else:
+            ids = [str(s) for s in servers]
+            if not ids:
+                raise ValueError("servers must name at least one server")
+            dupes = sorted({s for s in ids if ids.count(s) > 1})
+            if dupes:
+                raise ValueError(f"servers has duplicate ids: {', '.join(dupes)}")
+            if any(not s for s in ids):
+                raise ValueError("servers has an empty id")
+        unknown = [n for n in nonvoters if n not in ids]
+        if unknown:
+            raise ValueError(f"nonvoters names unknown servers: {', '.join(unknown)}")
+        if len(set(nonvoters)) >= len(ids):
+            raise ValueError("nonvoters must leave at least one voter")
+        lo, hi = latency
+        if lo < 0 or hi < 0:
+            raise ValueError(f"latency must not be negative, got {latency}")
+        if hi < lo:
+            raise ValueError(f"latency must be (min, max) with min <= max, got {latency}")
+        for name, value in (("loss", loss), ("duplication", duplication),
+                            ("reorder", reorder)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if snapshot_threshold < 0:
+            raise ValueError(f"snapshot_threshold must be >= 0, got {snapshot_threshold}")
+        return ids
+
+    def _make_server(self, sid: str, storage: MemoryStorage) -> Server:
+        recorder = self.recorder
+        server = Server(
+            sid,
+            settings=self.settings,
+            rng=random.Random(f"{self.seed}:server:{sid}"),
+            storage=storage,
+            transport=_SimTransport(self.network, sid),
+            loop=self.loop,
+            observer=recorder.record if recorder is not None else None,
+            snapshot_threshold=self.snapshot_threshold,
+        )
+        self.servers[sid] = server
+        self.network.attach(sid, server.receive)
+        return server
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def now(self) -> float:
+        return self.loop.time()
+
+    def _virtual_loop(self) -> VirtualTimeLoop:
+        if not isinstance(self.loop, VirtualTimeLoop):
+            raise RuntimeError("this cluster runs on a real-time loop; run_for and "
+                               "run_until need virtual time")
+        return self.loop
+
+    def run_for(self, seconds: float) -> None:
+        self._virtual_loop().run_for(seconds)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine to completion in virtual time (the servers keep running)."""
+        return self.loop.run_until_complete(coro)
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float,
+                  step: float = 0.01) -> bool:
+        """Advance time in small steps until ``predicate()`` holds; False on timeout."""
+        deadline = self.now + timeout
+        while not predicate():
+            if self.now >= deadline:
+                return False
+            self.run_for(min(step, deadline - self.now))
+        return True
+
+    # ------------------------------------------------------------------ inspection
+
+    def leader(self) -> str | None:
+        """The running leader with the highest term, if any."""
+        best: tuple[int, str] | None = None
+        for sid in self.ids:
+            server = self.servers[sid]
+            node = server.node
+            if node is not None and node.role is Role.LEADER and not server.paused:
+                if best is None or node.term > best[0]:
+                    best = (node.term, sid)
+        return best[1] if best else None
+
+    def wait_for_leader(self, timeout: float = 10.0) -> str:
+        if not self.run_until(lambda: self.leader() is not None, timeout):
+            raise TimeoutError(f"no leader elected within {timeout} virtual seconds")
+        leader = self.leader()
+        assert leader is not None
+        return leader
+
+    def running(self) -> list[str]:
+        return [sid for sid in self.ids if self.servers[sid].running]
+
+    # ------------------------------------------------------------------ faults
+
+    def _fault(self, kind: str, **fields: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.record(None, 0, "fault", {"fault": kind, **fields})
+
+    def _server(self, sid: str) -> Server:
+        if sid not in self.servers:
+            raise ValueError(f"unknown server {sid!r}; servers are {', '.join(self.ids)}")
+        return self.servers[sid]
+
+    def crash(self, sid: str) -> None:
+        server = self._server(sid)
+        self._fault("crash", target=sid)
+        server.crash()
+        self.network.detach(sid)
+
+    def restart(self, sid: str) -> None:
+        server = self._server(sid)
+        if server.running:
+            return
+        self._fault("restart", target=sid)
+        self.network.attach(sid, server.receive)
+        server.start()
+
+    def pause(self, sid: str) -> None:
+        self._fault("pause", target=sid)
+        self._server(sid).pause()
+
+    def resume(self, sid: str) -> None:
+        self._fault("resume", target=sid)
+        self._server(sid).resume()
+
+    def partition(self, groups: Sequence[Sequence[str]]) -> None:
+        self._fault("partition", groups=[list(g) for g in groups])
+        self.network.partition(groups)
+
+    def cut(self, source: str, target: str) -> None:
+        self._fault("cut", source=source, target=target)
+        self.network.cut(source, target)
+
+    def isolate(self, sid: str) -> None:
+        self._fault("isolate", target=sid)
+        self.network.isolate(sid)
+
+    def heal(self) -> None:
+        self._fault("heal")
+        self.network.heal()
+
+    def add_server(self, sid: str, address: str | None = None) -> Server:
+        """Start a new, empty server that is not yet a member (add it through a
+        configuration change, e.g. the operator API)."""
+        if sid in self.servers:
+            raise ValueError(f"server {sid!r} already exists")
+        self.ids.append(sid)
+        self.addresses[sid] = address or rpc_address(len(self.ids))
+        self.node_names.setdefault(sid, f"{sid}.global")
+        server = self._make_server(sid, MemoryStorage())
+        server.start()
+        return server
+
+    # ------------------------------------------------------------------ clients
+
+    async def propose(self, command: bytes, *, timeout: float = 5.0) -> bool:
+        """Propose through the current leader (waiting for one)."""
+        leader = self.leader()
+        if leader is None:
+            raise RuntimeError("no leader")
+        return await self.servers[leader].propose(command, timeout=timeout)
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.crash()
+        if not self.loop.is_closed():
+            # let cancelled tasks finish so nothing warns at garbage collection
+            pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(
+                    asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
