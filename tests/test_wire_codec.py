@@ -63,7 +63,7 @@ _BY_ANNOTATION: dict[str, st.SearchStrategy[Any]] = {
 def message_strategy(cls: type) -> st.SearchStrategy[Message]:
     """Every field drawn from its annotation, so a new field is covered at once."""
     return st.builds(
-        cls, **{field.name: _BY_ANNOTATION[field.type] for field in dataclasses.fields(cls)}
+        cls, **{field.name: _BY_ANNOTATION[str(field.type)] for field in dataclasses.fields(cls)}
     )
 
 

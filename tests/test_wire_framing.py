@@ -18,6 +18,7 @@ from raftsim.core.messages import (
     Entry,
     EntryKind,
     InstallSnapshot,
+    Message,
     RequestVote,
     TimeoutNow,
 )
@@ -266,7 +267,10 @@ def test_random_boundaries_chosen_by_hypothesis(data: st.DataObject) -> None:
 
 
 def test_raft_messages_come_out_of_the_stream_decoder() -> None:
-    sent = [RequestVote(2, "s1", "s2", 5, 1, pre_vote=True), TimeoutNow(3, "s1", "s3")]
+    sent: list[Message] = [
+        RequestVote(2, "s1", "s2", 5, 1, pre_vote=True),
+        TimeoutNow(3, "s1", "s3"),
+    ]
     frames_out = FrameDecoder().feed(b"".join(encode_message(m) for m in sent))
     assert [decode_message(frame) for frame in frames_out] == sent  # type: ignore[arg-type]
 

@@ -24,7 +24,7 @@ class Line:
 
 
 def _role_sentence(rec: Record) -> str:
-    role, term, leader = rec.get("role"), rec.get("term"), rec.get("leader")
+    role, term, leader = rec.get("role"), int(rec.get("term") or 0), rec.get("leader")
     if role == "leader":
         return f"became LEADER of term {term}"
     if role == "candidate":

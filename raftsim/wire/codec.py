@@ -142,9 +142,8 @@ def _value_ok(kind: str, value: object) -> bool:
 def _record_problem(cls: type, layout: _Layout, value: object, where: str) -> str | None:
     """What is wrong with ``value`` as the wire form of a ``cls``, or None."""
     names = ", ".join(name for name, _ in layout)
-    if type(value) is not list:
+    if not isinstance(value, list):
         return f"{where} must be an array [{names}], got {describe_value(value)}"
-    assert isinstance(value, list)
     if len(value) != len(layout):
         return f"{where} takes {len(layout)} params [{names}], got {len(value)}"
     for (name, kind), item in zip(layout, value, strict=True):
@@ -328,7 +327,6 @@ def decode_message_bytes(data: bytes) -> Message:
                         f"cannot decode {method}: {type(exc).__name__}: {exc}"
                     ) from exc
     frame = frame_from_object(obj)  # FrameError if it is no frame at all
-    if type(frame) is not Notification:
+    if not isinstance(frame, Notification):
         raise MessageError(f"Raft messages travel as notifications, got {type(frame).__name__}")
-    assert isinstance(frame, Notification)
     return decode_message(frame)  # MessageError: unknown method
