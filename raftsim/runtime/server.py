@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from raftsim.core.configuration import ConfigChange, Configuration
-from raftsim.core.errors import ChangeNotAllowedYet, NotLeader
+from raftsim.core.errors import ChangeNotAllowedYet
 from raftsim.core.messages import EntryKind
 from raftsim.core.node import RaftNode
 from raftsim.core.ready import Ready, Role
