@@ -183,6 +183,35 @@ def test_removed_server_does_not_disrupt_the_cluster(removed_knows: bool, pre_vo
     assert commits(net, "a", b"undisturbed")
 
 
+def test_server_not_in_its_latest_configuration_still_starts_elections_until_committed(
+) -> None:
+    """Dissertation §4.2.2: "a server that is not part of its own latest configuration
+    should still start new elections, as it might still be needed until the Cnew entry
+    is committed ... It does not count its own vote in elections unless it is part of
+    its latest configuration". Here only d, which is being removed, holds the removal:
+    b and c (still on the old configuration of four) cannot win without d's vote, and d
+    refuses it because its log is newer, so d itself must stand."""
+    net = CoreNet(("a", "b", "c", "d"), seed=29)
+    net.campaign("a")
+    net.tick(0.1)
+    net.dropped = lambda m: isinstance(m, AppendEntries) and m.target != "d"
+    index, _ = change(net, "a", ChangeKind.REMOVE, "d")
+    net.deliver_all()
+    d = net.nodes["d"]
+    assert d.log.last_index == index and d.commit_index < index
+    assert d.configuration.voters == ("a", "b", "c")
+    net.crash("a")
+    net.heal()
+    net.tick(3.0)
+    assert "d" in {i for leaders in net.leader_terms().values() for i in leaders}
+    leaders = net.leaders()
+    assert len(leaders) == 1 and leaders[0] in ("b", "c")
+    leader = net.nodes[leaders[0]]
+    assert leader.committed_configuration[1].voters == ("a", "b", "c")
+    assert d.role is Role.FOLLOWER and not d.promotable  # removal committed: d is done
+    assert commits(net, leader.id, b"alive")
+
+
 def test_nonvoter_catches_up_then_is_promoted_and_counts_toward_quorum() -> None:
     """Dissertation §4.2.1: "new servers join the cluster as non-voting members (the
     leader replicates log entries to them, but they are not considered for majorities)"

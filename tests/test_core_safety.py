@@ -80,12 +80,14 @@ ACTIONS = {
 }
 
 
-def random_run(seed: int, steps: int, bugs: frozenset[str] = frozenset()) -> SafetyChecker:
+def random_run(seed: int, steps: int, bugs: frozenset[str] = frozenset(),
+               lease: bool = False) -> SafetyChecker:
+    """``lease`` forces PreVote and CheckQuorum on (otherwise each is drawn)."""
     rng = random.Random(seed)
     settings = NodeSettings(
         bugs=bugs,
-        pre_vote=rng.random() < 0.7,
-        check_quorum=rng.random() < 0.7,
+        pre_vote=rng.random() < 0.7 or lease,
+        check_quorum=rng.random() < 0.7 or lease,
         max_entries_per_message=rng.choice([1, 2, 64]),
         max_inflight=rng.choice([1, 2, 16]),
     )
@@ -170,6 +172,24 @@ def test_figure_3_safety_properties_hold_under_random_faults(seed: int) -> None:
     Machine Safety)."""
     checker = random_run(seed, steps=1200)
     assert len(checker.applied) > 3  # the run made progress, not only elections
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_once_faults_heal_one_leader_emerges_and_every_member_catches_up(seed: int) -> None:
+    """§5.2 / §4.2.2: liveness. With PreVote and CheckQuorum on, whatever state the
+    faults left behind (half-done membership changes included), healing the network and
+    restarting every server lets one leader emerge and every member match its log."""
+    net = random_run(seed, steps=1200, lease=True).net
+    net.heal()
+    for i in sorted(net.down):
+        net.start(i)
+    net.tick(3.0)
+    (leader_id,) = net.leaders()
+    leader = net.nodes[leader_id]
+    for i in leader.configuration.ids:
+        node = net.nodes[i]
+        assert (node.log.last_index, node.commit_index) == (
+            leader.log.last_index, leader.commit_index), f"{i} is behind"
 
 
 @pytest.mark.parametrize("bug", ["no-log-check", "no-truncate"])

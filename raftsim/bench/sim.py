@@ -24,6 +24,9 @@ class SimBenchResult:
     loaded_realtime_factor: float
     loaded_commits: int
     messages_delivered: int
+    idle_messages_per_second: float
+    loaded_messages_per_second: float
+    #: delivered messages per wall second over both runs together
     messages_per_second: float
     python: str
     machine: str
@@ -32,12 +35,14 @@ class SimBenchResult:
         return asdict(self)
 
 
-def _idle(servers: int, seconds: float, seed: int) -> tuple[float, float]:
+def _idle(servers: int, seconds: float, seed: int) -> tuple[float, float, int]:
+    """A leader heartbeating an otherwise idle cluster: the cost of time passing."""
     with Cluster(servers, seed=seed, trace=False) as cluster:
         cluster.wait_for_leader()
+        before = cluster.network.delivered
         start = time.perf_counter()
         cluster.run_for(seconds)
-        return seconds, time.perf_counter() - start
+        return seconds, time.perf_counter() - start, cluster.network.delivered - before
 
 
 def _loaded(servers: int, seconds: float, rate: int, seed: int) -> tuple[float, float, int, int]:
@@ -76,7 +81,7 @@ def _loaded(servers: int, seconds: float, rate: int, seed: int) -> tuple[float, 
 
 def run_sim_bench(servers: int = 5, idle_seconds: float = 600.0, loaded_seconds: float = 20.0,
                   rate: int = 2000, seed: int = 1) -> SimBenchResult:
-    iv, iw = _idle(servers, idle_seconds, seed)
+    iv, iw, idle_delivered = _idle(servers, idle_seconds, seed)
     lv, lw, commits, delivered = _loaded(servers, loaded_seconds, rate, seed)
     return SimBenchResult(
         servers=servers,
@@ -85,8 +90,10 @@ def run_sim_bench(servers: int = 5, idle_seconds: float = 600.0, loaded_seconds:
         loaded_virtual_seconds=lv, loaded_wall_seconds=round(lw, 4),
         loaded_realtime_factor=round(lv / lw, 2),
         loaded_commits=commits,
-        messages_delivered=delivered,
-        messages_per_second=round(delivered / lw, 1),
+        messages_delivered=idle_delivered + delivered,
+        idle_messages_per_second=round(idle_delivered / iw, 1),
+        loaded_messages_per_second=round(delivered / lw, 1),
+        messages_per_second=round((idle_delivered + delivered) / (iw + lw), 1),
         python=platform.python_version(),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
     )

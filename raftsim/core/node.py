@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from raftsim.core import quorum
@@ -158,8 +159,11 @@ class RaftNode:
 
     @property
     def promotable(self) -> bool:
-        """Only a voter in its own latest configuration may stand for election."""
-        return self.configuration.is_voter(self.id)
+        """A voter in its own latest configuration may stand for election; so may any
+        server while that configuration is uncommitted, as it "might still be needed
+        until the Cnew entry is committed" (§4.2.2; hashicorp/raft's "not part of
+        stable configuration"). Its own vote counts only if it is a voter."""
+        return self.configuration.is_voter(self.id) or self.configuration_index > self.commit_index
 
     @property
     def committed_in_term(self) -> bool:
@@ -507,7 +511,7 @@ class RaftNode:
         if not m.success:
             rejected = m.match_index
             if rejected <= pr.match or (
-                pr.state is ReplicationState.PROBE and rejected != pr.next - 1
+                pr.state is not ReplicationState.REPLICATE and rejected != pr.next - 1
             ):
                 return  # a stale rejection of something already superseded
             if m.conflict_term:
@@ -551,7 +555,7 @@ class RaftNode:
             pr.next = pr.match + 1
             pr.inflight.clear()
             self._send_append(m.source, now, allow_empty=True)
-        else:
+        elif pr.next <= self.log.last_index:
             self._send_append(m.source, now)
 
     def _send_append(self, peer: str, now: float, *, allow_empty: bool = False) -> None:
@@ -774,29 +778,47 @@ class RaftNode:
         self._events.append(Event(kind, fields))
 
     def _ready(self) -> Ready:
-        ready = Ready()
-        state = HardState(self.term, self.voted_for, self.commit_index)
-        if state != self._persisted:
-            self._persisted = state
+        # The hottest function of a simulation: one call per input, so it builds the
+        # Ready in one go and allocates only what changed.
+        hard_state = None
+        persisted = self._persisted
+        if (self.term != persisted.term or self.voted_for != persisted.voted_for
+                or self.commit_index != persisted.commit):
+            hard_state = self._persisted = HardState(self.term, self.voted_for,
+                                                     self.commit_index)
             if self._bug("forget-vote"):
-                state = HardState(state.term, None, state.commit)
-            ready.hard_state = state
+                hard_state = HardState(hard_state.term, None, hard_state.commit)
+        entries: tuple[Entry, ...] = ()
         if self._persist_from is not None:
-            ready.entries = tuple(self.log.slice(self._persist_from, self.log.last_index + 1))
+            entries = tuple(self.log.slice(self._persist_from, self.log.last_index + 1))
             self._persist_from = None
-        ready.snapshot, self._snapshot_out = self._snapshot_out, None
-        ready.restore, self._restore = self._restore, None
+        committed: tuple[Entry, ...] = ()
         if self.commit_index > self.applied:
-            ready.committed = tuple(self.log.slice(self.applied + 1, self.commit_index + 1))
+            committed = tuple(self.log.slice(self.applied + 1, self.commit_index + 1))
             self.applied = self.commit_index
-        if self._messages:
-            ready.messages, self._messages = self._messages, []
-        if self._events:
-            ready.events, self._events = self._events, []
+        messages: Sequence[Message] = self._messages
+        if messages:
+            self._messages = []
+        else:
+            messages = ()
+        events: Sequence[Event] = self._events
+        if events:
+            self._events = []
+        else:
+            events = ()
+        read_states: tuple[ReadState, ...] = ()
         if self._read_states:
-            ready.read_states, self._read_states = tuple(self._read_states), []
-        ready.deadline = self.deadline()
-        return ready
+            read_states, self._read_states = tuple(self._read_states), []
+        snapshot, restore = self._snapshot_out, self._restore
+        if snapshot is not None or restore is not None:
+            self._snapshot_out = self._restore = None
+        if self.role is Role.LEADER:
+            deadline = min(self._heartbeat_deadline, self._quorum_check_deadline,
+                           self._transfer_deadline)
+        else:
+            deadline = self._election_deadline
+        return Ready(hard_state, entries, snapshot, messages, restore, committed, read_states,
+                     events, None, deadline)
 
 
 def bootstrap_state(configuration: Configuration) -> tuple[HardState, list[Entry]]:

@@ -8,7 +8,8 @@ The caller must act in this order (etcd-io/raft's ``Ready`` contract): persist
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from raftsim.core.messages import Entry, HardState, Message, Snapshot
@@ -43,11 +44,11 @@ class Ready:
     hard_state: HardState | None = None
     entries: tuple[Entry, ...] = ()
     snapshot: Snapshot | None = None
-    messages: list[Message] = field(default_factory=list)
+    messages: Sequence[Message] = ()
     restore: Snapshot | None = None
     committed: tuple[Entry, ...] = ()
     read_states: tuple[ReadState, ...] = ()
-    events: list[Event] = field(default_factory=list)
+    events: Sequence[Event] = ()
     #: (index, term) of the entry an accepted proposal or configuration change created
     proposed: tuple[int, int] | None = None
     #: when the node next needs ``on_timeout`` (absolute, in the caller's time base)

@@ -36,6 +36,7 @@ from raftsim.wire import (
     WireError,
     decode_frame,
     decode_message,
+    decode_message_bytes,
     encode_frame,
     encode_message,
 )
@@ -170,11 +171,17 @@ class Server:
             self._held.append((source, data))
             return
         try:
-            frame = decode_frame(data)
-        except WireError as exc:
-            self._emit("bad-frame", {"source": source, "error": str(exc)})
+            message = decode_message_bytes(data)
+        except WireError:
+            # Not a Raft message: an RPC request or response, or garbage.
+            try:
+                frame = decode_frame(data)
+            except WireError as exc:
+                self._emit("bad-frame", {"source": source, "error": str(exc)})
+                return
+            self.receive_frame(source, frame)
             return
-        self.receive_frame(source, frame)
+        self._process(self.node.step(message, self.loop.time()))
 
     def receive_frame(self, source: str, frame: Frame) -> None:
         node = self.node
