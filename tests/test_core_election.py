@@ -185,10 +185,10 @@ def test_prevote_keeps_a_partitioned_server_from_raising_its_term() -> None:
 
 
 def test_without_prevote_a_rejoining_partitioned_server_disrupts_the_leader() -> None:
-    """Dissertation §9.6: "a server that is partitioned from the cluster ... will
-    increment its term number each time its election timer expires ... When the
-    partition heals, the server's larger term number will cause the leader to step
-    down"."""
+    """Dissertation §9.6: "When a server is partitioned, it will not receive
+    heartbeats. It will soon increment its term to start an election ... When the server
+    regains connectivity sometime later, its larger term number will propagate to the
+    rest of the cluster ... This will force the cluster leader to step down"."""
     net = CoreNet(seed=3, settings=NO_PREVOTE)
     net.campaign("a")
     term = net.nodes["a"].term

@@ -59,9 +59,10 @@ def test_removed_follower_stops_being_counted_once_the_change_is_in_the_log() ->
 
 
 def test_removed_leader_keeps_leading_until_the_removal_commits_then_steps_down() -> None:
-    """Dissertation §4.2.2: "the leader ... steps down once the Cnew entry is committed"
-    ... "the leader manages a cluster that does not include itself; it replicates log
-    entries but does not count itself in majorities"."""
+    """Paper §6: "the cluster leader may not be part of the new configuration. In this
+    case, the leader steps down (returns to follower state) once it has committed the
+    Cnew log entry" ... "it replicates log entries but does not count itself in
+    majorities"."""
     net = CoreNet(seed=22)
     net.campaign("a")
     term = net.nodes["a"].term
@@ -89,8 +90,8 @@ def test_removed_leader_keeps_leading_until_the_removal_commits_then_steps_down(
 
 
 def test_a_second_change_is_refused_while_one_is_uncommitted() -> None:
-    """Dissertation §4.1: "a leader ... must wait for Cnew to be committed before
-    starting the next configuration change"."""
+    """Dissertation §4.1 (paraphrased): a leader starts the next configuration change
+    only once the previous one's entry is committed."""
     net = CoreNet(seed=23)
     net.campaign("a")
     net.dropped = lambda m: True
@@ -103,8 +104,9 @@ def test_a_second_change_is_refused_while_one_is_uncommitted() -> None:
 
 
 def test_change_is_refused_until_the_new_leader_has_committed_an_entry_in_its_term() -> None:
-    """The raft-dev fix (2015) to dissertation §4.1: "a leader may not append a new
-    configuration entry until it has committed an entry from its current term"."""
+    """Ongaro's raft-dev fix (2015) to the single-server change algorithm: a leader may
+    not append a new configuration entry until it has committed an entry from its
+    current term."""
     net = CoreNet(seed=24)
     net.dropped = lambda m: isinstance(m, AppendEntries)
     net.campaign("a")
@@ -213,9 +215,9 @@ def test_server_not_in_its_latest_configuration_still_starts_elections_until_com
 
 
 def test_nonvoter_catches_up_then_is_promoted_and_counts_toward_quorum() -> None:
-    """Dissertation §4.2.1: "new servers join the cluster as non-voting members (the
-    leader replicates log entries to them, but they are not considered for majorities)"
-    ... until they have caught up."""
+    """Paper §6: "the new servers join the cluster as non-voting members (the leader
+    replicates log entries to them, but they are not considered for majorities)" ...
+    until they have caught up."""
     net = CoreNet(seed=28)
     net.campaign("a")
     for n in range(25):

@@ -38,7 +38,7 @@ def test_committed_index_is_the_highest_index_stored_on_a_majority() -> None:
 
 
 def test_committed_index_ignores_servers_that_are_not_voters() -> None:
-    """Dissertation §4.2.1: servers without a vote "are not considered for majorities"."""
+    """Paper §6: non-voting members "are not considered for majorities"."""
     match = {"a": 5, "b": 5, "learner": 9, "other": 9}
     assert quorum.committed_index(["a", "b", "c"], match) == 5
     assert quorum.committed_index(["a", "c", "d"], match) == 0
@@ -126,9 +126,9 @@ def test_compact_keeps_the_suffix_after_a_matching_snapshot_point() -> None:
 
 
 def test_compact_discards_the_whole_log_when_the_snapshot_does_not_match() -> None:
-    """Paper §7: "If instead the follower receives a snapshot that describes a prefix of
-    its log, ... If the snapshot contains new information not already in the recipient's
-    log ... the follower discards its entire log"."""
+    """Paper §7: "Usually the snapshot will contain new information not already in the
+    recipient's log. In this case, the follower discards its entire log; it is all
+    superseded by the snapshot"."""
     log = RaftLog(entries(1, 1, 2))
     log.compact(5, 4)
     assert (log.last_index, log.last_term) == (5, 4)
@@ -191,7 +191,8 @@ def test_configuration_round_trips_through_its_encoding() -> None:
 
 
 def test_add_voter_and_add_nonvoter_append_a_server() -> None:
-    """Dissertation §4.1: changes "add or remove a single server at a time"."""
+    """Dissertation §4.1: "only one server can be added or removed from the cluster at a
+    time"."""
     added = apply_change(ABC, ConfigChange(ChangeKind.ADD_VOTER, "d", "10.0.0.4:4647"))
     assert added.ids == ("a", "b", "c", "d") and added.is_voter("d")
     learner = apply_change(ABC, ConfigChange(ChangeKind.ADD_NONVOTER, "d", "10.0.0.4:4647"))

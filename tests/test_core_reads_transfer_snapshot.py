@@ -62,8 +62,8 @@ def test_transfer_to_a_caught_up_target_sends_timeout_now_and_it_wins_at_once() 
 
 
 def test_transfer_to_a_lagging_target_first_catches_it_up() -> None:
-    """Dissertation §3.10: "The prior leader ... transfers all of its log entries to the
-    target server ... once the target server is caught up, sends a TimeoutNow"."""
+    """Dissertation §3.10: "The prior leader fully updates the target server's log to
+    match its own, using the normal log replication mechanism", then sends TimeoutNow."""
     net = CoreNet(seed=32)
     net.campaign("a")
     net.crash("c")
@@ -108,8 +108,7 @@ def test_transfer_is_aborted_after_an_election_timeout_if_the_target_is_down() -
 
 
 def test_proposals_are_refused_while_leadership_is_being_transferred() -> None:
-    """Dissertation §3.10: "During this time, the prior leader ... stops accepting new
-    client requests"."""
+    """Dissertation §3.10: "The prior leader stops accepting new client requests"."""
     net = CoreNet(seed=34)
     net.campaign("a")
     net.crash("b")
@@ -328,8 +327,8 @@ def test_stale_probe_rejections_do_not_send_the_snapshot_again() -> None:
 
 
 def test_snapshot_carries_the_configuration() -> None:
-    """Dissertation §5.1: the snapshot includes "the latest configuration as of the last
-    included index" ... "to support cluster membership changes"."""
+    """Paper §7: "To support cluster membership changes (Section 6), the snapshot also
+    includes the latest configuration in the log as of last included index"."""
     net = CoreNet(("a", "b", "c", "d"), seed=52)
     net.campaign("a")
     net.crash("d")

@@ -128,8 +128,8 @@ def test_follower_missing_a_hundred_entries_is_found_in_one_rejection() -> None:
 
 
 def test_entries_are_batched_up_to_max_entries_per_message() -> None:
-    """Dissertation §10.2.2: "the leader can ... send multiple entries in one
-    AppendEntries request" (batching), bounded to keep messages small."""
+    """Dissertation chapter 10 (batching): the leader sends many entries in one
+    AppendEntries request, at most ``max_entries_per_message`` of them."""
     net = CoreNet(seed=14, settings=NodeSettings(max_entries_per_message=5))
     net.campaign("a")
     net.crash("c")
@@ -150,9 +150,8 @@ def test_entries_are_batched_up_to_max_entries_per_message() -> None:
 
 
 def test_leader_pipelines_several_append_entries_without_waiting_for_answers() -> None:
-    """Dissertation §10.2.1: "the leader can ... pipeline AppendEntries requests, sending
-    the next request before the previous one has been acknowledged", up to a limit of
-    requests in flight."""
+    """Dissertation chapter 10 (pipelining): the leader sends the next AppendEntries
+    request before the previous one is acknowledged, up to ``max_inflight`` of them."""
     net = CoreNet(seed=15, settings=NodeSettings(max_inflight=4))
     net.campaign("a")
     for n in range(20):
