@@ -62,6 +62,11 @@ class _Pending:
     future: asyncio.Future[bool]
 
 
+def _expire(fut: asyncio.Future[Any], message: str) -> None:
+    if not fut.done():
+        fut.set_exception(RequestTimeout(message))
+
+
 class Server:
     def __init__(
         self,
@@ -258,10 +263,14 @@ class Server:
         fut: asyncio.Future[bool] = self.loop.create_future()
         self._proposals[index] = _Pending(term, fut)
         self._process(ready)
+        # A plain timer instead of wait_for(shield(...)): this is every client write's
+        # path, and the future stays registered (a late commit still resolves it).
+        timer = self.loop.call_later(timeout, _expire, fut,
+                                     "timed out waiting for the entry to commit")
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            raise RequestTimeout("timed out waiting for the entry to commit") from None
+            return await fut
+        finally:
+            timer.cancel()
 
     async def read_barrier(self, *, timeout: float = 5.0) -> int:
         """ReadIndex (§6.4): once this returns, reading local state is linearizable.
