@@ -28,6 +28,51 @@ def _cmd_bench_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from raftsim.scenario.command import RunOptions, run_command
+
+    return run_command(RunOptions(
+        files=args.files, seed=args.seed, trace=args.trace, html=args.html, quiet=args.quiet,
+        check_golden=args.check_golden, rewrite_golden=args.rewrite_golden, bugs=args.bug))
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _add_run_command(sub: Any) -> None:
+    run = sub.add_parser(
+        "run", allow_abbrev=False, help="run scenario files and narrate what Raft does",
+        description="Run scenario files (docs/scenarios.md) in virtual time: narrate each "
+                    "run, check its expectations and Raft's safety invariants. Exit 0 if "
+                    "all held, 1 if one failed, 2 if a file is invalid.")
+    run.add_argument("files", nargs="+", metavar="FILE", help="scenario files (.toml)")
+    run.add_argument("--seed", type=_seed, default=None,
+                     help="run with this seed instead of the file's")
+    run.add_argument("--trace", metavar="FILE.jsonl", default=None,
+                     help="write the trace as JSON Lines (a directory for several files)")
+    run.add_argument("--html", metavar="FILE.html", default=None,
+                     help="write the HTML timeline (a directory for several files)")
+    run.add_argument("--quiet", action="store_true",
+                     help="no narration: one verdict line per file")
+    golden = run.add_mutually_exclusive_group()
+    golden.add_argument("--check-golden", action="store_true",
+                        help="fail unless each trace digest matches the .golden file "
+                             "beside the scenario")
+    golden.add_argument("--rewrite-golden", action="store_true",
+                        help="write each trace digest to the .golden file beside the "
+                             "scenario")
+    run.add_argument("--bug", action="append", default=[], metavar="NAME",
+                     help="switch a bug on (repeatable), e.g. commit-prior-term")
+    run.set_defaults(func=_cmd_run)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -144,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_cmd_bench_sim)
 
     _add_operator_commands(sub)
+    _add_run_command(sub)
     return parser
 
 

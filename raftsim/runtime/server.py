@@ -271,6 +271,8 @@ class Server:
             return await fut
         finally:
             timer.cancel()
+            if self._proposals.get(index, None) is not None and fut.done():
+                del self._proposals[index]
 
     async def read_barrier(self, *, timeout: float = 5.0) -> int:
         """ReadIndex (§6.4): once this returns, reading local state is linearizable.

@@ -64,8 +64,9 @@ class Cluster:
     ) -> None:
         """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
         ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
-        Such a loop is driven by its owner: ``run_for`` and ``run_until`` need virtual
-        time, and the loop must not be running when the cluster is built or closed."""
+        Such a loop is driven by its owner (``run_for`` and ``run_until`` need virtual
+        time); it must not be running when the cluster is closed, and ``close`` closes
+        it."""
         ids = self._validate(servers, nonvoters, latency, loss, duplication, reorder,
                              snapshot_threshold)
         self.seed = seed
@@ -154,14 +155,16 @@ class Cluster:
     def now(self) -> float:
         return self.loop.time()
 
-    def _virtual_loop(self) -> VirtualTimeLoop:
+    @property
+    def virtual_loop(self) -> VirtualTimeLoop:
+        """The virtual-time loop (an error for a cluster built on a real-time loop)."""
         if not isinstance(self.loop, VirtualTimeLoop):
             raise RuntimeError("this cluster runs on a real-time loop; run_for and "
                                "run_until need virtual time")
         return self.loop
 
     def run_for(self, seconds: float) -> None:
-        self._virtual_loop().run_for(seconds)
+        self.virtual_loop.run_for(seconds)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine to completion in virtual time (the servers keep running)."""

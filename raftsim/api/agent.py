@@ -1,0 +1,89 @@
+"""``/v1/agent/self``: this server's configuration and Raft statistics, always answered
+locally (it describes the agent that is asked). Key names and value formats are Nomad's:
+hashicorp/raft's ``Stats()`` reports every value as a string."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aiohttp import web
+
+from raftsim import __version__
+from raftsim.api.errors import INVALID_METHOD, text_response
+from raftsim.api.forwarding import answer_locally
+from raftsim.api.meta import last_contact_seconds, read_headers
+from raftsim.api.operator import RAFT_PROTOCOL, go_duration
+from raftsim.api.state import STATE, ApiState
+from raftsim.core.ready import Role
+
+routes = web.RouteTableDef()
+
+#: hashicorp/raft's names for the states (it has no pre-candidate: PreVote runs as one)
+_STATE_NAMES = {Role.FOLLOWER: "Follower", Role.PRE_CANDIDATE: "Candidate",
+                Role.CANDIDATE: "Candidate", Role.LEADER: "Leader"}
+
+
+def raft_stats(state: ApiState) -> dict[str, str]:
+    node = state.node()
+    config = node.configuration
+    if node.role is Role.LEADER:
+        contact = "0"
+    elif math.isfinite(node.last_leader_contact):
+        contact = go_duration(last_contact_seconds(state, node))
+    else:
+        contact = "never"
+    return {
+        "state": _STATE_NAMES[node.role],
+        "term": str(node.term),
+        "commit_index": str(node.commit_index),
+        "applied_index": str(state.server.kv.applied_index),
+        "last_log_index": str(node.log.last_index),
+        "last_log_term": str(node.log.last_term),
+        "last_snapshot_index": str(node.log.snapshot_index),
+        "last_snapshot_term": str(node.log.snapshot_term),
+        "num_peers": str(sum(1 for v in config.voters if v != node.id)),
+        "last_contact": contact,
+        "protocol_version": RAFT_PROTOCOL,
+        "latest_configuration_index": str(node.configuration_index),
+    }
+
+
+def agent_self(state: ApiState) -> dict[str, Any]:
+    server_id = state.server.id
+    name = state.directory.node_name(server_id)
+    info = state.node().configuration.get(server_id)
+    address = info.address if info is not None else ""
+    host, _, port = address.rpartition(":")
+    return {
+        "config": {
+            "NodeName": name,
+            "Region": "global",
+            "Datacenter": "dc1",
+            "Version": {"Version": __version__, "VersionMetadata": "raftsim"},
+            "Server": {"Enabled": True, "RaftProtocol": int(RAFT_PROTOCOL)},
+            "ACL": {"Enabled": state.acl.enabled},
+        },
+        "member": {"Name": name, "Addr": host, "Port": int(port) if port.isdigit() else 0,
+                   "Status": "alive",
+                   "Tags": {"id": server_id, "role": "nomad", "raft_vsn": RAFT_PROTOCOL,
+                            "rpc_addr": address}},
+        "stats": {"raft": raft_stats(state)},
+    }
+
+
+@routes.get("/v1/agent/self", allow_head=False)
+async def get_self(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+
+    async def act() -> web.StreamResponse:
+        node = state.node()
+        return web.json_response(agent_self(state),
+                                 headers=read_headers(state, node.commit_index))
+
+    return await answer_locally(request, act)
+
+
+@routes.route("*", "/v1/agent/self")
+async def self_other_method(request: web.Request) -> web.StreamResponse:
+    return text_response(405, INVALID_METHOD)

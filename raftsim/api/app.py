@@ -1,0 +1,74 @@
+"""``build_app``: one server's HTTP application (the only way one is made)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from raftsim.api import agent, kv, operator, status
+from raftsim.api.acl import Acl
+from raftsim.api.directory import MemberDirectory
+from raftsim.api.errors import PAGE_NOT_FOUND, ApiError, error_for, text_response
+from raftsim.api.forwarding import FORWARD_METHOD, forward_handler
+from raftsim.api.meta import KNOWN_LEADER, known_leader
+from raftsim.api.state import STATE, ApiState
+from raftsim.runtime.kv import MAX_VALUE_BYTES
+from raftsim.runtime.server import Server
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn refusals into text/plain answers and put ``X-Nomad-KnownLeader`` on every
+    response. An exception that is no refusal is a bug: it is logged (method, route and
+    traceback; never headers) and answered 500."""
+    state = request.app[STATE]
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own: no route, body too large...
+        message = PAGE_NOT_FOUND if exc.status == 404 else (exc.text or exc.reason)
+        response = text_response(exc.status, message)
+    except Exception as exc:
+        error = error_for(exc)
+        if error is None:
+            route = request.match_info.route.resource
+            where = route.canonical if route is not None else "?"
+            log.exception("unexpected error answering %s %s", request.method, where)
+            error = ApiError(500, f"internal error: {type(exc).__name__}")
+        response = text_response(error.status, error.message)
+    if KNOWN_LEADER not in response.headers:
+        response.headers[KNOWN_LEADER] = "true" if known_leader(state) else "false"
+    return response
+
+
+def build_app(
+    server: Server,
+    *,
+    directory: MemberDirectory | None = None,
+    acl: Acl | None = None,
+    leader_hold: float = 5.0,
+    request_timeout: float = 5.0,
+) -> web.Application:
+    """The application ``server`` serves, and its ``api.forward`` RPC method (so the
+    other servers can forward requests to it while it leads).
+
+    ``directory`` names the servers (ids it does not know are listed as
+    ``"(unknown)"``); ``acl`` with a management token turns ACLs on; ``leader_hold`` is
+    how long a request waits for a leader; ``request_timeout`` how long a write waits
+    to commit.
+    """
+    if leader_hold < 0 or request_timeout <= 0:
+        raise ValueError("leader_hold must be >= 0 and request_timeout > 0")
+    app = web.Application(middlewares=[answer_errors], client_max_size=MAX_VALUE_BYTES)
+    app[STATE] = ApiState(server=server, directory=directory or MemberDirectory(),
+                          acl=acl or Acl(), leader_hold=leader_hold,
+                          request_timeout=request_timeout, created_at=server.loop.time())
+    for module in (operator, status, agent, kv):
+        app.add_routes(module.routes)
+    server.rpc_handlers[FORWARD_METHOD] = forward_handler(app)
+    return app
