@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 run: $(STAMP)
-	$(BIN)/raftsim demo
+	$(BIN)/raftsim run scenarios/tour.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check raftsim tests

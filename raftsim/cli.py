@@ -118,6 +118,53 @@ def _cmd_operator_raft_remove_peer(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def _speed(text: str) -> float:
+    from raftsim.viz.ui_runner import MAX_SPEED, MIN_SPEED
+
+    value = _positive_float(text)
+    if not MIN_SPEED <= value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_SPEED} to {MAX_SPEED}, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (0 to 65535), got {value}")
+    return value
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from raftsim.viz.ui import serve_ui
+
+    try:
+        return serve_ui(servers=args.servers, seed=args.seed, scenario=args.scenario,
+                        host=args.host, port=args.port, speed=args.speed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_ui_command(sub: Any) -> None:
+    ui = sub.add_parser(
+        "ui", help="watch and break a simulated cluster in the browser",
+        description="Serve a web page on this machine that shows a simulated cluster live "
+                    "(servers, messages, logs, the operator API's answers, the story in "
+                    "plain words) and lets you crash, pause and partition servers, write, "
+                    "remove peers and transfer leadership.")
+    ui.add_argument("--servers", type=_positive_int, default=5, help="servers (default 5)")
+    ui.add_argument("--seed", type=_non_negative_int, default=0,
+                    help="the seed of the run (default 0; a scenario file brings its own)")
+    ui.add_argument("--scenario", metavar="FILE", default=None,
+                    help="play this scenario file instead of an idle cluster")
+    ui.add_argument("--port", type=_port, default=8080,
+                    help="HTTP port (default 8080; 0 picks a free one)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only)")
+    ui.add_argument("--speed", type=_speed, default=0.05,
+                    help="virtual seconds per wall second, 0.01 to 100 (default 0.05)")
+    ui.set_defaults(func=_cmd_ui)
+
+
 def _go_bool(text: str) -> bool:
     """A boolean flag's value as Go's flag package reads it (-stale, -stale=false)."""
     from raftsim.api.params import parse_bool
@@ -167,6 +214,166 @@ def _add_operator_commands(sub: Any) -> None:
     remove_peer.set_defaults(func=_cmd_operator_raft_remove_peer)
 
 
+# ---------------------------------------------------------------- live world
+
+def _host_port(text: str) -> str:
+    from raftsim.live.transport import split_address
+
+    try:
+        split_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _peer(text: str) -> tuple[str, str]:
+    server_id, sep, address = text.partition("=")
+    if not sep or not server_id:
+        raise argparse.ArgumentTypeError(f"expected ID=HOST:PORT, got {text!r}")
+    return server_id, _host_port(address)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _acl_token(args: argparse.Namespace) -> str | None:
+    from raftsim.live.launcher import ACL_TOKEN_ENV
+
+    token = args.acl_token if args.acl_token is not None else os.environ.get(ACL_TOKEN_ENV)
+    if token is not None and not token.strip():
+        raise UsageError("the ACL token must not be empty")
+    return token or None
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raftsim.live.agent import AgentConfig, run_agent
+    from raftsim.live.transport import LinkSettings
+
+    peers = dict(args.peer)
+    if len(peers) != len(args.peer):
+        raise UsageError("--peer names the same id twice")
+    try:
+        config = AgentConfig(
+            server_id=args.id, node_name=args.node_name, rpc=args.rpc, http=args.http,
+            data_dir=Path(args.data_dir), peers=peers, bootstrap=args.bootstrap,
+            acl_token=_acl_token(args), fsync=args.fsync,
+            snapshot_threshold=args.snapshot_threshold,
+            links=LinkSettings(idle_timeout=args.rpc_idle_timeout,
+                               frame_timeout=args.rpc_frame_timeout))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return run_agent(config)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raftsim.live.launcher import run_cluster
+
+    try:
+        return run_cluster(args.servers, data_dir=Path(args.data_dir) if args.data_dir else None,
+                           acl_token=_acl_token(args),
+                           ready_file=Path(args.ready_file) if args.ready_file else None,
+                           base_port=args.base_port, fsync=args.fsync)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_bench_live(args: argparse.Namespace) -> int:
+    from raftsim.bench.live import run_live_bench
+
+    result = run_live_bench(seconds=args.seconds, compare=args.compare,
+                            progress=None if args.json else sys.stderr)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for key, value in result.items():
+            print(f"{key:>36}: {value}")
+    return 0
+
+
+def _add_live_commands(sub: Any, bench_sub: Any) -> None:
+    agent = sub.add_parser(
+        "agent", help="run one live server (TCP RPC, HTTP API, data on disk)",
+        description="Run one Raft server in this process: RPC with its peers over TCP, "
+                    "Nomad's operator API over HTTP, its log and snapshots in --data-dir. "
+                    "Logs one line per change of term, role or leader. SIGTERM stops it "
+                    "cleanly.")
+    agent.add_argument("--id", required=True, help="this server's id")
+    agent.add_argument("--node-name", required=True, metavar="NAME",
+                       help="this server's node name (e.g. s1.global)")
+    agent.add_argument("--rpc", required=True, type=_host_port, metavar="HOST:PORT",
+                       help="where the RPC listens; also its address in the configuration")
+    agent.add_argument("--http", required=True, type=_host_port, metavar="HOST:PORT",
+                       help="where the HTTP API listens")
+    agent.add_argument("--peer", action="append", type=_peer, default=[],
+                       metavar="ID=HOST:PORT", help="another server (repeat for each)")
+    agent.add_argument("--data-dir", required=True, metavar="DIR",
+                       help="the write-ahead log, hard state and snapshots")
+    agent.add_argument("--bootstrap", action="store_true",
+                       help="with an empty --data-dir, start as a founding member of "
+                            "{this server} + the --peer servers")
+    agent.add_argument("--acl-token", metavar="TOKEN", default=None,
+                       help="turn ACLs on with this management token "
+                            "(default: $RAFTSIM_ACL_TOKEN)")
+    agent.add_argument("--fsync", choices=("always", "never"), default="always",
+                       help="fsync before acknowledging (default), or never (benchmarks)")
+    agent.add_argument("--snapshot-threshold", type=_non_negative_int, default=8192,
+                       metavar="N", help="compact the log every N applied entries "
+                                         "(default 8192; 0: never)")
+    agent.add_argument("--rpc-idle-timeout", type=_positive_float, default=5.0,
+                       metavar="SECONDS",
+                       help="close an RPC connection silent this long (default 5)")
+    agent.add_argument("--rpc-frame-timeout", type=_positive_float, default=5.0,
+                       metavar="SECONDS",
+                       help="close an RPC connection whose frame stays incomplete this long "
+                            "(default 5)")
+    agent.set_defaults(func=_cmd_agent)
+
+    cluster = sub.add_parser(
+        "cluster", help="run N live servers on loopback",
+        description="Start N agent processes on loopback: server k on 127.0.0.k:4646 "
+                    "(HTTP) and 127.0.0.k:4647 (RPC), as a Nomad server set would, or on "
+                    "127.0.0.1 with consecutive ports from --base-port. Ctrl-C or SIGTERM "
+                    "stops them all.")
+    cluster.add_argument("--servers", type=_positive_int, default=3, help="(default 3)")
+    cluster.add_argument("--data-dir", metavar="DIR", default=None,
+                         help="one subdirectory per server (default: a temporary directory, "
+                              "removed at exit)")
+    cluster.add_argument("--acl-token", metavar="TOKEN", default=None,
+                         help="turn ACLs on with this management token "
+                              "(default: $RAFTSIM_ACL_TOKEN)")
+    cluster.add_argument("--ready-file", metavar="PATH", default=None,
+                         help="once a leader is elected, write the servers and the leader "
+                              "here as JSON")
+    cluster.add_argument("--base-port", type=_positive_int, default=None, metavar="P",
+                         help="put every server on 127.0.0.1: server k's HTTP on "
+                              "P+2(k-1), its RPC on the next port")
+    cluster.add_argument("--fsync", choices=("always", "never"), default="always")
+    cluster.set_defaults(func=_cmd_cluster)
+
+    live = bench_sub.add_parser(
+        "live", help="committed writes/s of a 3-process loopback cluster",
+        description="Committed KV writes per second on a 3-server loopback cluster: "
+                    "proposed in the leader's process (fsync never and always) and over "
+                    "HTTP; commit latency at half the peak rate.")
+    live.add_argument("--json", action="store_true", help="print one JSON object")
+    live.add_argument("--compare", choices=("pysyncobj",), default=None,
+                      help="also measure PySyncObj's replicated counter the same way")
+    live.add_argument("--seconds", type=_positive_float, default=5.0,
+                      help="length of each measured run (default 5)")
+    live.set_defaults(func=_cmd_bench_live)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raftsim",
@@ -189,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_cmd_bench_sim)
 
     _add_operator_commands(sub)
+    _add_live_commands(sub, bench_sub)
     _add_run_command(sub)
+    _add_ui_command(sub)
     return parser
 
 

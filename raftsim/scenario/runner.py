@@ -1,0 +1,634 @@
+"""Playing a scenario on a simulated cluster, in virtual time, and judging it.
+
+Steps run one after the other. A step first waits for its time (``at``, ``after``, or
+until its ``when`` condition holds), then acts. Requests go through the real HTTP API
+(:class:`SimApi`) and wait for their answer unless ``background``; expectations are
+checked at once or, with ``eventually``, as soon as they hold. The first step that fails
+ends the run. Every step leaves records in the trace (faults, ``say``, ``api``,
+``client`` answers, ``expect`` verdicts), so the narration, the HTML timeline and the
+golden digest all tell the same story.
+
+Waiting for a condition does not poll on a clock: the condition is re-checked right
+after any callback that made a trace record, so "when s1 leads" fires in the same
+instant s1 becomes leader, before its first AppendEntries arrives anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from raftsim.api.inmemory import ApiResponse, SimApi
+from raftsim.core.ready import Role
+from raftsim.core.settings import NodeSettings
+from raftsim.scenario.conditions import ConditionCheck, ServedConfiguration
+from raftsim.scenario.model import (
+    Action,
+    Condition,
+    Cut,
+    Expect,
+    Heal,
+    NetworkSetting,
+    Partition,
+    Request,
+    Say,
+    Scenario,
+    ServerFault,
+    Step,
+    Wait,
+)
+from raftsim.sim.cluster import Cluster
+from raftsim.sim.trace import Record
+
+__all__ = ["Failure", "RunResult", "ScenarioRunner", "run_scenario", "json_mismatch"]
+
+#: how long the end of a run waits for background requests still in flight
+BACKGROUND_GRACE = 30.0
+#: how much of an answer's body the narration repeats
+ANSWER_EXCERPT = 160
+
+_REFERENCE = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_-]*)")
+
+
+class StepFailure(Exception):
+    """The current step did not go as the scenario says (exit status 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    step: int | None
+    kind: str | None
+    t: float
+    message: str
+
+    def __str__(self) -> str:
+        where = f"step {self.step} ({self.kind})" if self.step is not None else "the run"
+        return f"{where} at t={self.t:.3f}s: {self.message}"
+
+
+@dataclass(slots=True)
+class RunResult:
+    scenario: Scenario
+    seed: int
+    bugs: tuple[str, ...]
+    failure: Failure | None
+    records: list[Record]
+    digest: str
+    end_time: float
+    expectations: int
+    steps_run: int
+    #: whether a safety invariant checker watched the run
+    invariants_checked: bool
+    violations: list[Any] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
+
+    @property
+    def servers(self) -> list[str]:
+        return list(self.scenario.all_servers)
+
+
+def attach_invariant_checker(cluster: Cluster) -> Any | None:
+    """raftsim.check.invariants' checker watching ``cluster``, when that module exists.
+
+    It subscribes to the trace and checks safety after every event; its ``violations``
+    (objects with ``invariant``, ``t`` and ``message``) fail the run.
+    """
+    try:
+        module = importlib.import_module("raftsim.check.invariants")
+    except ModuleNotFoundError as exc:
+        if exc.name != "raftsim.check.invariants":
+            raise
+        return None
+    return module.InvariantChecker(cluster)
+
+
+def json_mismatch(expected: Any, actual: Any, path: str = "json") -> str | None:
+    """Where ``actual`` fails to contain ``expected``: keys of an expected object must be
+    present (others may be too); lists must have the same length and match element by
+    element; anything else must be equal (true is not 1)."""
+    def shown(value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return f"{path}: expected an object, actual {shown(actual)}"
+        for key, value in expected.items():
+            if key not in actual:
+                return f"{path}.{key}: expected {shown(value)}, actual (missing)"
+            found = json_mismatch(value, actual[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(expected, list):
+        if not isinstance(actual, list):
+            return f"{path}: expected a list, actual {shown(actual)}"
+        if len(expected) != len(actual):
+            return (f"{path}: expected {len(expected)} elements, actual {len(actual)}: "
+                    f"{shown(actual)}")
+        for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
+            found = json_mismatch(want, got, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(expected, bool) != isinstance(actual, bool) or expected != actual:
+        return f"{path}: expected {shown(expected)}, actual {shown(actual)}"
+    return None
+
+
+class _Waiter:
+    """Stops the loop once ``predicate`` holds, checking right after any callback that
+    made a record (a callback of its own, so the state it sees is settled)."""
+
+    def __init__(self, cluster: Cluster, predicate: Callable[[], bool]) -> None:
+        self.cluster = cluster
+        self.predicate = predicate
+        self.active = True
+        self._scheduled = False
+
+    def on_record(self, rec: Record) -> None:
+        if self.active and not self._scheduled:
+            self._scheduled = True
+            self.cluster.loop.call_soon(self._check)
+
+    def _check(self) -> None:
+        self._scheduled = False
+        if self.active and self.predicate():
+            self.active = False
+            self.cluster.loop.stop()
+
+
+class ScenarioRunner:
+    """Runs one scenario once. ``listeners`` see every trace record as it is made (the
+    ones the cluster made while starting first)."""
+
+    def __init__(self, scenario: Scenario, *, seed: int | None = None,
+                 bugs: tuple[str, ...] = (),
+                 listeners: tuple[Callable[[Record], None], ...] = ()) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.bugs = tuple(dict.fromkeys((*scenario.bugs, *bugs)))
+        self.listeners = listeners
+        self.bindings: dict[str, str] = {}
+        self.expectations = 0
+        self._background: list[asyncio.Task[str | None]] = []
+        self._background_failure: Failure | None = None
+        self.cluster: Cluster
+        self.api: SimApi
+        self.checker: Any | None = None
+
+    # -------------------------------------------------------------- the run
+
+    def _build(self) -> Cluster:
+        spec = self.scenario.cluster
+        settings = NodeSettings(
+            heartbeat_interval=spec.heartbeat, election_timeout_min=spec.election_timeout[0],
+            election_timeout_max=spec.election_timeout[1], pre_vote=spec.pre_vote,
+            check_quorum=spec.check_quorum,
+            max_entries_per_message=spec.max_entries_per_message, bugs=frozenset(self.bugs))
+        return Cluster(list(spec.servers), seed=self.seed, settings=settings,
+                       nonvoters=spec.nonvoters, node_names=dict(spec.names),
+                       latency=spec.latency, loss=spec.loss, duplication=spec.duplication,
+                       reorder=spec.reorder, snapshot_threshold=spec.snapshot_threshold)
+
+    def run(self) -> RunResult:
+        cluster = self.cluster = self._build()
+        recorder = cluster.recorder
+        assert recorder is not None
+        for listener in self.listeners:
+            for rec in recorder.records:
+                listener(rec)
+            recorder.listeners.append(listener)
+        checker = self.checker = attach_invariant_checker(cluster)
+        self.api = SimApi(cluster)
+        failure: Failure | None = None
+        steps_run = 0
+        try:
+            for step in self.scenario.steps:
+                try:
+                    self._run_step(step)
+                    steps_run += 1
+                    self._check_invariants(checker)
+                except StepFailure as exc:
+                    message = str(exc)
+                    try:  # a broken invariant is the deeper cause: name it first
+                        self._check_invariants(checker)
+                    except StepFailure as broken:
+                        if str(broken) != message:
+                            message = f"{broken} (then: {message})"
+                    failure = Failure(step.number, step.kind, cluster.now, message)
+                if failure is None and self._background_failure is not None:
+                    failure = self._background_failure
+                if failure is not None:
+                    break
+            if failure is None:
+                failure = self._finish_background()
+            if failure is None and checker is not None:
+                finish = getattr(checker, "finish", None)
+                if finish is not None:
+                    finish()
+                try:
+                    self._check_invariants(checker)
+                except StepFailure as exc:
+                    failure = Failure(None, None, cluster.now, str(exc))
+            end_time = cluster.now
+            records = list(recorder.records)
+            digest = recorder.digest()
+        finally:
+            detach = getattr(checker, "detach", None)
+            if detach is not None:
+                detach()
+            for listener in self.listeners:
+                if listener in recorder.listeners:
+                    recorder.listeners.remove(listener)
+            self._close()
+        violations = list(getattr(checker, "violations", []) or [])
+        return RunResult(self.scenario, self.seed, self.bugs, failure, records, digest,
+                         end_time, self.expectations, steps_run, checker is not None,
+                         violations)
+
+    def _check_invariants(self, checker: Any | None) -> None:
+        if checker is None:
+            return
+        violations = getattr(checker, "violations", None) or []
+        if violations:
+            first = violations[0]
+            raise StepFailure(f"safety invariant {first.invariant!r} broke at "
+                              f"t={float(first.t):.3f}s: {first.message}")
+
+    def _finish_background(self) -> Failure | None:
+        pending = [t for t in self._background if not t.done()]
+        if pending:
+            self.cluster.run(asyncio.wait(pending, timeout=BACKGROUND_GRACE))
+        return self._background_failure
+
+    def _close(self) -> None:
+        cluster = self.cluster
+        pending = [t for t in self._background if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending and not cluster.loop.is_closed():
+            cluster.run(_settle(pending))
+        try:
+            self.api.close()
+        finally:
+            cluster.close()
+
+    # -------------------------------------------------------------- references
+
+    def resolve(self, ref: str) -> str | None:
+        """The server a reference means now; None when there is none (no leader...)."""
+        if ref.startswith("$"):
+            return self.bindings.get(ref[1:])
+        if ref == "leader":
+            return self.cluster.leader()
+        if ref == "follower":
+            return self._follower()
+        return ref
+
+    def _follower(self) -> str | None:
+        """The first running, unpaused voter (in id order) that is a follower."""
+        for sid in self.cluster.ids:
+            server = self.cluster.servers[sid]
+            node = server.node
+            if (node is not None and not server.paused and node.role is Role.FOLLOWER
+                    and node.configuration.is_voter(sid)):
+                return sid
+        return None
+
+    def require(self, ref: str) -> str:
+        sid = self.resolve(ref)
+        if sid is None:
+            raise StepFailure(f"there is no {ref} at the moment")
+        return sid
+
+    def interpolate(self, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return "$" if name == "$" else self.bindings.get(name, match.group(0))
+
+        return _REFERENCE.sub(replace, text)
+
+    def _interpolate_json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.interpolate(value)
+        if isinstance(value, list):
+            return [self._interpolate_json(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._interpolate_json(v) for k, v in value.items()}
+        return value
+
+    # -------------------------------------------------------------- time
+
+    def wait_until(self, predicate: Callable[[], bool], seconds: float) -> bool:
+        """Run until ``predicate()`` holds (True) or ``seconds`` pass (False)."""
+        cluster = self.cluster
+        deadline = cluster.now + seconds
+        if predicate():
+            return True
+        recorder = cluster.recorder
+        assert recorder is not None
+        waiter = _Waiter(cluster, predicate)
+        recorder.listeners.append(waiter.on_record)
+        try:
+            while cluster.now < deadline:
+                waiter.active = True
+                cluster.run_for(deadline - cluster.now)
+                if predicate():
+                    return True
+            return False
+        finally:
+            waiter.active = False
+            recorder.listeners.remove(waiter.on_record)
+
+    def _wait_for_time(self, step: Step) -> None:
+        timing = step.timing
+        cluster = self.cluster
+        if timing.at is not None:
+            late = cluster.now - timing.at
+            if late > 1e-9:
+                raise StepFailure(
+                    f"it is due at t={timing.at:g}s (at = {timing.at:g}), but the steps "
+                    f"before it ran until t={cluster.now:.3f}s; give it a later 'at', or "
+                    "use 'after'")
+            cluster.run_for(max(timing.at - cluster.now, 0.0))
+        elif timing.after is not None:
+            cluster.run_for(timing.after)
+        elif timing.when is not None:
+            condition = timing.when
+            if not self.wait_until(lambda: self._check(condition).holds(), timing.within):
+                check = self._check(condition)
+                problems = "; ".join(str(m) for m in check.mismatches())
+                raise StepFailure(f"waited {timing.within:g}s for 'when' ({check.describe()})"
+                                  f" but it did not hold: {problems}")
+
+    # -------------------------------------------------------------- steps
+
+    def _run_step(self, step: Step) -> None:
+        self._wait_for_time(step)
+        action = step.action
+        if step.bind is not None and not isinstance(action, Expect):
+            # bound before acting, so the step's own text may mention it
+            self.bindings[step.bind] = self._subject(action)
+        if isinstance(action, ServerFault):
+            self._fault(action.fault, self.require(action.target))
+        elif isinstance(action, Partition):
+            groups = [[self.require(ref) for ref in group] for group in action.groups]
+            self._cluster_call(lambda: self.cluster.partition(groups))
+        elif isinstance(action, Cut):
+            source, target = self.require(action.source), self.require(action.target)
+            self._cluster_call(lambda: self.cluster.cut(source, target))
+        elif isinstance(action, Heal):
+            self.cluster.heal()
+        elif isinstance(action, NetworkSetting):
+            self._network_setting(action)
+        elif isinstance(action, Wait):
+            pass
+        elif isinstance(action, Say):
+            self._record(None, "say", {"text": self.interpolate(action.text)})
+        elif isinstance(action, Expect):
+            self._expect(action)
+            if step.bind is not None:
+                self.bindings[step.bind] = self._subject(action)
+        else:
+            self._request(step, action)
+
+    def _subject(self, action: Action) -> str:
+        """What ``as`` binds: the server the action is about, else the leader."""
+        ref: str | None = None
+        if isinstance(action, ServerFault):
+            ref = action.target
+        elif isinstance(action, Request):
+            if action.kind == "add":
+                assert action.subject is not None
+                return action.subject
+            ref = action.subject if action.subject is not None else action.via
+        if ref is not None:
+            return self.require(ref)
+        leader = self.cluster.leader()
+        if leader is None:
+            raise StepFailure("'as' binds the leader for this kind of step, but no server "
+                              "leads now")
+        return leader
+
+    def _record(self, server: str | None, kind: str, fields: dict[str, Any]) -> None:
+        recorder = self.cluster.recorder
+        if recorder is not None:
+            node = self.cluster.servers[server].node if server is not None else None
+            recorder.record(server, node.term if node is not None else 0, kind, fields)
+
+    def _cluster_call(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except ValueError as exc:
+            raise StepFailure(str(exc)) from None
+
+    def _fault(self, fault: str, sid: str) -> None:
+        server = self.cluster.servers[sid]
+        if fault == "restart" and server.running:
+            raise StepFailure(f"cannot restart {sid}: it is running (crash it first)")
+        if fault in ("crash", "pause", "resume", "isolate") and not server.running:
+            raise StepFailure(f"cannot {fault} {sid}: it is not running (restart it first)")
+        if fault == "pause" and server.paused:
+            raise StepFailure(f"cannot pause {sid}: it is paused already")
+        if fault == "resume" and not server.paused:
+            raise StepFailure(f"cannot resume {sid}: it is not paused")
+        self._cluster_call(lambda: getattr(self.cluster, fault)(sid))
+
+    def _network_setting(self, action: NetworkSetting) -> None:
+        network = self.cluster.network
+        value = action.value
+        if isinstance(value, tuple):
+            network.set_latency(*value)
+            shown: Any = list(value)
+        elif action.name == "loss":
+            network.set_loss(value)
+            shown = value
+        elif action.name == "duplication":
+            network.set_duplication(value)
+            shown = value
+        else:
+            network.set_reorder(value)
+            shown = value
+        self._record(None, "fault", {"fault": action.name, "value": shown})
+
+    # -------------------------------------------------------------- expectations
+
+    def _check(self, condition: Condition,
+               configs: dict[str, ServedConfiguration] | None = None) -> ConditionCheck:
+        if condition.kv is not None:
+            condition = dataclasses.replace(
+                condition, kv={k: self.interpolate(v) for k, v in condition.kv.items()})
+        return ConditionCheck(condition, self.cluster, self.resolve, configs)
+
+    def _expect(self, action: Expect) -> None:
+        condition = action.condition
+        if action.eventually is not None:
+            self.wait_until(lambda: self._check(condition).holds(), action.eventually)
+        configs = None
+        if condition.needs_api:
+            ids, _ = self._check(condition)._on()
+            configs = self.cluster.run(self._served_configurations(ids))
+        check = self._check(condition, configs)
+        mismatches = check.mismatches()
+        text = check.describe()
+        if action.eventually is not None:
+            text += f" (within {action.eventually:g}s)"
+        self.expectations += 1
+        if mismatches:
+            problems = "; ".join(str(m) for m in mismatches)
+            self._record(None, "expect", {"ok": False, "text": f"{text}: {problems}"})
+            raise StepFailure(problems)
+        self._record(None, "expect", {"ok": True, "text": text})
+
+    async def _served_configurations(self, ids: list[str]
+                                     ) -> dict[str, ServedConfiguration]:
+        """Each server's committed configuration, asked of its API with ?stale."""
+        served: dict[str, ServedConfiguration] = {}
+        for sid in ids:
+            if not self.cluster.servers[sid].running:
+                served[sid] = "not running"
+                continue
+            response = await self._send(sid, "GET", "/v1/operator/raft/configuration?stale")
+            try:
+                if response.status != 200:
+                    raise ValueError(response.status)
+                listed = response.json()["Servers"]
+                voters = tuple(str(s["ID"]) for s in listed if s["Voter"])
+                nonvoters = tuple(str(s["ID"]) for s in listed if not s["Voter"])
+            except (ValueError, KeyError, TypeError):
+                served[sid] = f"answered {response.status}: {_excerpt(response)}"
+                continue
+            served[sid] = (voters, nonvoters)
+        return served
+
+    # -------------------------------------------------------------- requests
+
+    async def _send(self, sid: str, method: str, path: str, body: bytes = b"",
+                    headers: dict[str, str] | None = None) -> ApiResponse:
+        try:
+            return await self.api.request(sid, method, path, body=body, headers=headers)
+        except ConnectionRefusedError:
+            return ApiResponse(0, {}, b"connection refused")
+
+    def _request(self, step: Step, action: Request) -> None:
+        via = self.require(action.via)
+        method, path, body, headers = self._build_request(action, via)
+        coro = self._exchange(step, action, via, method, path, body, headers)
+        if action.background:
+            self._background.append(self.cluster.loop.create_task(coro))
+        else:
+            failure = self.cluster.run(coro)
+            if failure is not None:
+                raise StepFailure(failure)
+
+    def _build_request(self, action: Request, via: str
+                       ) -> tuple[str, str, bytes, dict[str, str]]:
+        kind = action.kind
+        if kind in ("write", "read", "delete"):
+            assert action.key is not None
+            path = "/v1/kv/" + quote(self.interpolate(action.key), safe="/")
+            if kind == "write":
+                assert action.value is not None
+                return "PUT", path, self.interpolate(action.value).encode(), {}
+            if kind == "read":
+                return "GET", path + ("?stale" if action.stale else ""), b"", {}
+            return "DELETE", path, b"", {}
+        if kind == "api":
+            return (action.method, self.interpolate(action.path),
+                    self.interpolate(action.body).encode(),
+                    {k: self.interpolate(v) for k, v in action.headers})
+        assert action.subject is not None
+        if kind == "add":
+            subject = action.subject
+            if subject not in self.cluster.servers:
+                self.cluster.add_server(subject)
+            params = [("id", subject), ("address", self.cluster.addresses[subject])]
+            if not action.voter:
+                params.append(("voter", "false"))
+            return "PUT", f"/v1/operator/raft/peer?{urlencode(params)}", b"", {}
+        subject = self.require(action.subject)
+        if kind == "remove":
+            if action.by == "address":
+                query = urlencode([("address", self.cluster.addresses[subject])])
+            else:
+                query = urlencode([("id", subject)])
+            return "DELETE", f"/v1/operator/raft/peer?{query}", b"", {}
+        if kind == "promote":
+            return "POST", f"/v1/operator/raft/promote?id={quote(subject)}", b"", {}
+        path = f"/v1/operator/raft/transfer-leadership?id={quote(subject)}"
+        return "PUT", path, b"", {}
+
+    async def _exchange(self, step: Step, action: Request, via: str, method: str,
+                        path: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """Send, narrate the answer, and judge it: the failure message, or None."""
+        response = await self._send(via, method, path, body, headers or None)
+        if response.status == 0:
+            self._record(via, "client", {"text": "refused the connection: it is not running"})
+        elif _excerpt(response):
+            # the api record has the status; this tells what the body said
+            self._record(via, "client",
+                         {"text": f"answered {response.status}: {_excerpt(response)}"})
+        if (action.kind == "write" and response.status == 200 and response.text == "true"
+                and self.checker is not None and action.key is not None
+                and action.value is not None):
+            acknowledged = getattr(self.checker, "write_acknowledged", None)
+            if acknowledged is not None:
+                acknowledged(self.interpolate(action.key),
+                             self.interpolate(action.value).encode())
+        problem = self._judge(action, response)
+        if problem is not None and action.background and self._background_failure is None:
+            self._background_failure = Failure(step.number, step.kind, self.cluster.now,
+                                               f"(in the background) {problem}")
+        return problem
+
+    def _judge(self, action: Request, response: ApiResponse) -> str | None:
+        answer = action.answer
+        if response.status != answer.status:
+            excerpt = _excerpt(response)
+            return (f"status: expected {answer.status}, actual {response.status}"
+                    + (f" ({excerpt})" if excerpt else ""))
+        if answer.text is not None:
+            want = self.interpolate(answer.text)
+            if response.text != want:
+                return f"text: expected {want!r}, actual {response.text!r}"
+        if answer.has_json:
+            try:
+                got = response.json()
+            except ValueError:
+                return f"json: expected JSON, actual {response.text[:ANSWER_EXCERPT]!r}"
+            problem = json_mismatch(self._interpolate_json(answer.json), got)
+            if problem is not None:
+                return problem
+        if action.kind == "read" and action.value is not None and response.status == 200:
+            want = self.interpolate(action.value)
+            if response.text != want:
+                return f"value: expected {want!r}, actual {response.text!r}"
+        return None
+
+
+async def _settle(tasks: list[asyncio.Task[str | None]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _excerpt(response: ApiResponse) -> str:
+    text = response.text.strip()
+    if len(text) > ANSWER_EXCERPT:
+        text = text[:ANSWER_EXCERPT] + "..."
+    return text
+
+
+def run_scenario(scenario: Scenario, *, seed: int | None = None, bugs: tuple[str, ...] = (),
+                 listeners: tuple[Callable[[Record], None], ...] = ()) -> RunResult:
+    """Run ``scenario`` once and judge it."""
+    return ScenarioRunner(scenario, seed=seed, bugs=bugs, listeners=listeners).run()
+
