@@ -1,0 +1,322 @@
+"""``raftsim ui``: a web page that shows a simulated cluster live and lets you break it.
+
+One aiohttp application on loopback serves one page (``static/``: plain HTML, CSS and
+JavaScript shipped in the package; no build step, nothing fetched from elsewhere) and one
+WebSocket. The simulation runs on its own thread (``ui_runner.SimRunner``), paced to the
+wall clock; its frames (compact snapshots, at most 20 a second, with the narrated lines
+that are new) reach every open page over the WebSocket, and the page's commands come back
+the same way. The browser never polls.
+
+The page speaks JSON: it sends ``{"req": n, "op": ..., ...}`` (see ``SimRunner``'s
+commands) and gets ``{"type": "reply", "req": n, "ok": ..., ...}`` for each, and
+``{"type": "state", ...}`` frames whenever the simulation moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from raftsim.viz.ui_runner import DEFAULT_SPEED, Frame, SimRunner
+from raftsim.viz.ui_session import SessionSpec
+
+__all__ = ["UiServer", "build_ui_app", "serve_ui", "STATIC_DIR"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+#: the files the page is made of, and their content types
+STATIC_FILES = {"ui.js": "text/javascript", "ui.css": "text/css"}
+#: narrated lines a newly opened page gets
+BACKLOG = 300
+#: lines kept for a page that cannot keep up (it then misses the oldest)
+MAX_PENDING_LINES = 1000
+#: the largest command a page may send (a permalink or a scenario file fits easily)
+MAX_MESSAGE = 4 * 1024 * 1024
+
+RUNNER = web.AppKey("raftsim_ui_runner", SimRunner)
+
+
+class _Page:
+    """One open page: what it still has to be sent, sent by one task in order."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.state: Frame | None = None
+        self.lines: list[dict[str, Any]] = []
+        self.reset = False
+        self.replies: list[dict[str, Any]] = []
+        self.wake = asyncio.Event()
+
+    def offer(self, frame: Frame) -> None:
+        if frame["reset"]:
+            self.lines = []
+            self.reset = True
+        self.lines.extend(frame["lines"])
+        del self.lines[:-MAX_PENDING_LINES]
+        self.state = frame
+        self.wake.set()
+
+    def reply(self, answer: dict[str, Any]) -> None:
+        self.replies.append(answer)
+        self.wake.set()
+
+    async def pump(self) -> None:
+        ws = self.ws
+        while not ws.closed:
+            await self.wake.wait()
+            self.wake.clear()
+            replies, self.replies = self.replies, []
+            for answer in replies:
+                await ws.send_str(json.dumps(answer))
+            if self.state is not None:
+                frame = {**self.state, "lines": self.lines, "reset": self.reset}
+                self.state, self.lines, self.reset = None, [], False
+                await ws.send_str(json.dumps(frame))
+
+
+class Hub:
+    """The web loop's side of the frames: the open pages and what a new one needs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pages: set[_Page] = set()
+        self.last: Frame | None = None
+        self.backlog: deque[dict[str, Any]] = deque(maxlen=BACKLOG)
+
+    def publish_threadsafe(self, frame: Frame) -> None:
+        """Called on the simulation thread."""
+        try:
+            self.loop.call_soon_threadsafe(self._publish, frame)
+        except RuntimeError:
+            pass  # the web loop is closing
+
+    def _publish(self, frame: Frame) -> None:
+        if frame["reset"]:
+            self.backlog.clear()
+        self.backlog.extend(frame["lines"])
+        self.last = frame
+        for page in self.pages:
+            page.offer(frame)
+
+    def join(self, page: _Page) -> None:
+        self.pages.add(page)
+        if self.last is not None:
+            page.offer({**self.last, "lines": list(self.backlog), "reset": True})
+
+
+HUB = web.AppKey("raftsim_ui_hub", Hub)
+
+
+# ---------------------------------------------------------------------- handlers
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return _static_response("index.html", "text/html")
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    return _static_response(name, STATIC_FILES[name])
+
+
+def _static_response(name: str, content_type: str) -> web.Response:
+    body = (STATIC_DIR / name).read_bytes()
+    return web.Response(body=body, content_type=content_type, charset="utf-8",
+                        headers={"Cache-Control": "no-store",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Only the page this server served may drive it (no other site in the browser)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.host
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if not _same_origin(request):
+        raise web.HTTPForbidden(text="cross-origin WebSocket refused")
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=None)
+    await ws.prepare(request)
+    hub = request.app[HUB]
+    runner = request.app[RUNNER]
+    page = _Page(ws)
+    hub.join(page)
+    pump = asyncio.get_running_loop().create_task(page.pump())
+    loop = asyncio.get_running_loop()
+    try:
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            try:
+                command = json.loads(message.data)
+                if not isinstance(command, dict):
+                    raise ValueError("a command is a JSON object")
+            except ValueError as exc:
+                page.reply({"type": "reply", "req": None, "ok": False, "error": str(exc)})
+                continue
+            req = command.get("req")
+
+            def deliver(answer: dict[str, Any], req: Any = req) -> None:
+                # called on the simulation thread
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(page.reply, {"type": "reply", "req": req,
+                                                           **answer})
+
+            runner.submit(command, deliver)
+    finally:
+        hub.pages.discard(page)
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+            await pump
+    return ws
+
+
+def build_ui_app(runner: SimRunner, hub: Hub) -> web.Application:
+    """The UI's application around a runner (started and stopped with the app)."""
+    app = web.Application()
+    app[RUNNER] = runner
+    app[HUB] = hub
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/ws", websocket)
+
+    async def close_pages(app: web.Application) -> None:
+        for page in list(hub.pages):
+            await page.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    app.on_shutdown.append(close_pages)
+    return app
+
+
+# ---------------------------------------------------------------------- serving
+
+class UiServer:
+    """The UI on ``host:port`` (port 0: any free port), on a thread of its own, for
+    tests and embedding; ``serve_ui`` is the command-line form."""
+
+    def __init__(self, spec: SessionSpec, *, host: str = "127.0.0.1", port: int = 0,
+                 speed: float = DEFAULT_SPEED, playing: bool = True,
+                 permalink: str | None = None) -> None:
+        self.spec = spec
+        self.host = host
+        self.port = port
+        self.speed = speed
+        self.playing = playing
+        self.permalink = permalink
+        self.runner: SimRunner | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self, timeout: float = 30.0) -> UiServer:
+        self._thread = threading.Thread(target=self._main, name="raftsim-ui-web",
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the UI server did not start")
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self.serve())
+        except BaseException as exc:  # reported to start()
+            self._failure = exc
+            self._ready.set()
+
+    async def serve(self, announce: bool = False) -> None:
+        """Serve until ``close`` (or cancellation); ``announce``: print the address and
+        stop cleanly on SIGINT or SIGTERM (call it on the main thread then)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if announce:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    self._loop.add_signal_handler(signum, self._stop.set)
+        hub = Hub(self._loop)
+        runner = SimRunner(self.spec, hub.publish_threadsafe, speed=self.speed,
+                           playing=self.playing, permalink=self.permalink)
+        self.runner = runner
+        app = build_ui_app(runner, hub)
+        web_runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                   shutdown_timeout=2.0)
+        await web_runner.setup()
+        try:
+            site = web.TCPSite(web_runner, self.host, self.port)
+            await site.start()
+            for address in web_runner.addresses:  # the port chosen, when it was 0
+                if isinstance(address, tuple) and len(address) >= 2:
+                    self.port = int(address[1])
+                    break
+            runner.start()
+            self._ready.set()
+            if announce:
+                print(f"raftsim ui: serving {self.url} (Ctrl-C to stop)", flush=True)
+            await self._stop.wait()
+        finally:
+            await web_runner.cleanup()
+            await asyncio.get_running_loop().run_in_executor(None, runner.stop)
+
+    def close(self, timeout: float = 15.0) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> UiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve_ui(*, servers: int = 5, seed: int = 0, scenario: Path | str | None = None,
+             host: str = "127.0.0.1", port: int = 8080, speed: float = DEFAULT_SPEED) -> int:
+    """Run the UI in this thread until interrupted (the ``raftsim ui`` command).
+    Raises ValueError for a bad argument or scenario file (nothing is served then)."""
+    if scenario is not None:
+        from raftsim.scenario import ScenarioError, load_scenario
+
+        try:
+            loaded = load_scenario(scenario)
+        except ScenarioError as exc:
+            raise ValueError(str(exc)) from None
+        spec = SessionSpec(seed=loaded.seed, scenario=Path(scenario).read_text(encoding="utf-8"),
+                           scenario_name=Path(scenario).stem)
+    else:
+        spec = SessionSpec(servers=servers, seed=seed)
+    server = UiServer(spec, host=host, port=port, speed=speed)
+    try:
+        asyncio.run(server.serve(announce=True))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"raftsim ui: cannot listen on {host}:{port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    return 0

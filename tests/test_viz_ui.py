@@ -1,0 +1,627 @@
+"""The web UI: its session (state serialization, actions, deterministic replay, paced
+scenarios), its web application, and the page itself in Debian's Chromium.
+
+The browser tests skip (with the reason) when /usr/bin/chromium is missing; everything
+else runs anywhere. Every wait is on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from raftsim.scenario import load_scenario, run_scenario
+from raftsim.viz.ui import STATIC_DIR, Hub, UiServer, build_ui_app
+from raftsim.viz.ui_runner import SimRunner
+from raftsim.viz.ui_session import (
+    CONFIG_PATH,
+    ReplayDone,
+    ReplayPump,
+    RunFor,
+    RunUntil,
+    SessionSpec,
+    StepOnce,
+    UiSession,
+    decode_permalink,
+    encode_permalink,
+    validate_action,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+SCENARIO = """
+title = "A write, then the leader crashes"
+description = "Used by the UI tests."
+seed = 4
+
+[cluster]
+servers = 3
+
+[[step]]
+when = {leader = "any", commit_at_least = 2}
+within = 5
+as = "old"
+say = "$old leads"
+
+[[step]]
+write = {key = "k", value = "v", via = "$old"}
+
+[[step]]
+crash = "$old"
+
+[[step]]
+when = {leader = "any"}
+within = 5
+
+[[step]]
+expect = {leader_not = "$old", kv = {k = "v"}, eventually = 1}
+"""
+
+
+class Stop(BaseException):
+    """Ends a test's own pump."""
+
+
+def leader_of(session: UiSession) -> str | None:
+    return session.cluster.leader()
+
+
+def elect(session: UiSession, timeout: float = 5.0) -> str:
+    deadline = session.now + timeout
+    while leader_of(session) is None:
+        assert session.now < deadline, "no leader within the deadline"
+        session.advance(0.01)
+    leader = leader_of(session)
+    assert leader is not None
+    return leader
+
+
+@pytest.fixture
+def session() -> Iterator[UiSession]:
+    s = UiSession(SessionSpec(servers=5, seed=11))
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------------- serialization
+
+def test_snapshot_is_plain_json_with_what_the_page_draws(session: UiSession) -> None:
+    leader = elect(session)
+    for k in range(3):
+        session.apply({"op": "write", "key": f"k{k}", "value": str(k)})
+    session.advance(0.3)
+    session.poll_configurations()
+    snap = json.loads(json.dumps(session.snapshot()))  # survives JSON unchanged
+    assert snap == session.snapshot()
+    assert [s["id"] for s in snap["servers"]] == ["s1", "s2", "s3", "s4", "s5"]
+    assert snap["leader"] == leader
+    roles = [s["role"] for s in snap["servers"]]
+    assert roles.count("leader") == 1
+    for server in snap["servers"]:
+        assert server["status"] == "up"
+        assert server["commit"] >= 5  # configuration, no-op, three writes
+        indexes = [e[0] for e in server["log"]]
+        assert indexes == list(range(1, server["last_index"] + 1))
+        for index, term, kind, label, committed in server["log"]:
+            assert committed == (index <= server["commit"])
+            assert kind in ("c", "n", "g") and isinstance(label, str) and term >= 1
+        assert server["log"][0][2] == "g" and server["log"][0][3].startswith("configuration")
+        assert server["config"]["voters"] == ["s1", "s2", "s3", "s4", "s5"]
+        if server["role"] == "leader":
+            assert server["deadline"] is None
+        else:
+            assert server["deadline"] > snap["t"]
+    assert {e[3] for e in snap["servers"][0]["log"]} >= {"put k0=0", "put k2=2"}
+    answer = snap["config_answers"][leader]
+    assert answer["status"] == 200
+    assert [s["id"] for s in answer["servers"]] == ["s1", "s2", "s3", "s4", "s5"]
+    assert [s["id"] for s in answer["servers"] if s["leader"]] == [leader]
+    assert [a["status"] for a in snap["api_log"]] == [200, 200, 200]
+    assert snap["timing"]["latency"] == [0.010, 0.015]
+    assert snap["settings"] == {"pre_vote": True, "check_quorum": True}
+
+
+def test_any_key_can_be_written(session: UiSession) -> None:
+    elect(session)
+    session.apply({"op": "write", "key": "a b/ü?#%", "value": "v"})
+    session.advance(0.2)
+    assert session.api_log[-1]["status"] == 200
+    leader = session.cluster.servers[session.cluster.leader() or ""]
+    assert leader.kv.items["a b/ü?#%"].value == b"v"
+
+
+def test_the_command_line_takes_the_ui_options() -> None:
+    from raftsim.cli import build_parser
+
+    args = build_parser().parse_args(["ui", "--servers", "3", "--seed", "7", "--port", "0",
+                                      "--host", "127.0.0.1", "--speed", "0.5"])
+    assert (args.servers, args.seed, args.port, args.speed, args.scenario) == (3, 7, 0, 0.5,
+                                                                                None)
+    for bad in (["ui", "--speed", "500"], ["ui", "--port", "70000"], ["ui", "--seed", "-1"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(bad)
+
+
+def test_configuration_polls_leave_no_trace(session: UiSession) -> None:
+    elect(session)
+    before = session.digest()
+    session.poll_configurations()
+    session.poll_configurations()
+    assert session.digest() == before
+    assert all(a["status"] == 200 for a in session.config_answers.values())
+    assert CONFIG_PATH.endswith("?stale")
+
+
+def test_messages_in_flight_and_dropped_ones(session: UiSession) -> None:
+    leader = elect(session)
+    session.advance(0.051)
+    snap = session.snapshot()
+    kinds = {m["type"] for m in snap["messages"]} | {"AppendEntries"}
+    assert kinds <= {"AppendEntries", "AppendEntriesResponse"}
+    for m in snap["messages"]:
+        assert m["from"] in session.cluster.ids and m["to"] in session.cluster.ids
+        assert m["t"] <= snap["t"]
+    others = [sid for sid in session.cluster.ids if sid != leader]
+    session.apply({"op": "partition", "groups": [[leader], others]})
+    session.advance(0.2)
+    snap = session.snapshot()
+    assert any(d["reason"] == "partition" and d["from"] == leader for d in snap["drops"])
+    blocked = {tuple(pair) for pair in snap["blocked"]}
+    assert (leader, others[0]) in blocked and (others[0], others[1]) not in blocked
+
+
+def test_a_crashed_server_shows_what_its_disk_holds(session: UiSession) -> None:
+    leader = elect(session)
+    session.apply({"op": "write", "key": "a", "value": "1"})
+    session.advance(0.2)
+    victim = next(sid for sid in session.cluster.ids if sid != leader)
+    session.apply({"op": "crash", "server": victim})
+    view = next(s for s in session.snapshot()["servers"] if s["id"] == victim)
+    assert view["status"] == "crashed" and view["role"] is None and view["deadline"] is None
+    assert view["term"] >= 2 and view["last_index"] >= 3 and len(view["log"]) >= 3
+    with pytest.raises(ValueError, match="not running"):
+        session.apply({"op": "crash", "server": victim})
+    session.apply({"op": "restart", "server": victim})
+    assert next(s for s in session.snapshot()["servers"] if s["id"] == victim)["status"] == "up"
+
+
+def test_settings_switch_in_place_for_future_elections(session: UiSession) -> None:
+    elect(session)
+    session.apply({"op": "settings", "pre_vote": False, "check_quorum": False})
+    for server in session.cluster.servers.values():
+        assert server.node is not None
+        assert not server.node.settings.pre_vote and not server.node.settings.check_quorum
+    assert session.snapshot()["settings"] == {"pre_vote": False, "check_quorum": False}
+    assert "PreVote is now off" in session.feed.lines[-1]["text"]
+
+
+def test_the_feed_tells_the_story_as_raftsim_run_does(session: UiSession) -> None:
+    leader = elect(session)
+    texts = [line["text"] for line in session.feed.lines]
+    assert "became LEADER of term 2" in texts
+    assert any(line["server"] == leader and line["tone"] == "lead"
+               for line in session.feed.lines)
+    counts = [line["n"] for line in session.feed.lines]
+    assert counts == sorted(counts) and session.feed.since(counts[-2]) == [
+        session.feed.lines[-1]]
+
+
+def test_actions_are_checked_before_anything_happens() -> None:
+    servers = ["s1", "s2"]
+    bad: list[Any] = [
+        None, {"op": "explode"}, {"op": "crash"}, {"op": "crash", "server": "s9"},
+        {"op": "partition", "groups": [["s1"], ["s1"]]}, {"op": "partition", "groups": []},
+        {"op": "write", "key": ""}, {"op": "write", "key": "k", "value": 5},
+        {"op": "settings", "pre_vote": 1, "check_quorum": True},
+        {"op": "remove", "peer": "s1", "via": "s7"},
+    ]
+    for action in bad:
+        with pytest.raises(ValueError):
+            validate_action(action, servers)
+    assert validate_action({"op": "write", "key": "x", "value": "1", "junk": 2}, servers) == {
+        "op": "write", "key": "x", "value": "1"}
+
+
+def test_permalinks_refuse_what_is_not_one() -> None:
+    for text in ["", "!!!", encode_permalink({"v": 99}),
+                 encode_permalink({"v": 1, "actions": [{"op": "heal"}]}),
+                 encode_permalink({"v": 1, "actions": [{"t": 2, "op": "heal"},
+                                                       {"t": 1, "op": "heal"}]}),
+                 encode_permalink({"v": 1, "servers": 0}),
+                 encode_permalink({"v": 1, "until": -1})]:
+        with pytest.raises(ValueError):
+            decode_permalink(text)
+    spec, actions, until = decode_permalink(encode_permalink(
+        {"v": 1, "servers": 3, "seed": 5, "actions": [{"t": 0.5, "op": "heal"}],
+         "until": 0.25}))
+    assert spec == SessionSpec(servers=3, seed=5) and until == 0.5
+    assert actions == [{"t": 0.5, "op": "heal"}]
+
+
+# ---------------------------------------------------------------------- determinism
+
+def live_pump(seed: int, script: dict[int, list[dict[str, Any]]], pumps: int):
+    """A stand-in for the wall clock: uneven slices, steps and polls at random, and the
+    script's actions at given pump calls."""
+    rng = random.Random(seed)
+    state = {"calls": 0}
+
+    def pump(session: UiSession) -> RunFor | RunUntil | StepOnce:
+        calls = state["calls"] = state["calls"] + 1
+        if calls > pumps:
+            raise Stop()
+        for action in script.get(calls, []):
+            try:
+                session.apply(action)
+            except ValueError:
+                pass  # e.g. no leader to ask: the page would show the error
+        if rng.random() < 0.3:
+            session.poll_configurations()
+        if rng.random() < 0.1:
+            return StepOnce()
+        return RunFor(rng.random() * 0.04)
+
+    return pump
+
+
+def drive(session: UiSession, pump: Any) -> None:
+    try:
+        session.drive(pump)
+    except Stop:
+        pass
+
+
+SCRIPT: dict[int, list[dict[str, Any]]] = {
+    20: [{"op": "write", "key": "a", "value": "1"}],
+    25: [{"op": "write", "key": "b", "value": "2"}, {"op": "settings", "pre_vote": False,
+                                                     "check_quorum": True}],
+    40: [{"op": "crash", "server": "s2"}, {"op": "crash", "server": "s3"}],
+    60: [{"op": "restart", "server": "s2"}],
+    70: [{"op": "partition", "groups": [["s1", "s4"], ["s2", "s3", "s5"]]}],
+    90: [{"op": "heal"}, {"op": "pause", "server": "s5"}],
+    100: [{"op": "resume", "server": "s5"}, {"op": "restart", "server": "s3"}],
+    120: [{"op": "remove", "peer": "s4"}],
+    140: [{"op": "transfer", "target": "s5"}],
+}
+
+
+def test_a_permalink_replays_the_same_run() -> None:
+    live = UiSession(SessionSpec(servers=5, seed=3))
+    drive(live, live_pump(1, SCRIPT, 180))
+    link = live.permalink()
+    ops = [a["op"] for a in live.actions]
+    assert {"write", "crash", "restart", "partition", "remove", "transfer"} <= set(ops)
+    digest = live.digest()
+    first = UiSession.from_permalink(link)
+    second = UiSession.from_permalink(link, number=7)
+    try:
+        assert first.now == second.now == live.now
+        assert first.digest() == second.digest() == digest
+        assert first.actions == live.actions
+        assert first.snapshot()["servers"] == live.snapshot()["servers"]
+        # the replayed session goes on like any other
+        first.apply({"op": "write", "key": "after", "value": "x"})
+        first.advance(0.5)
+    finally:
+        for s in (live, first, second):
+            s.close()
+    quiet = UiSession(SessionSpec(servers=5, seed=3))
+    try:
+        drive(quiet, live_pump(1, {}, 180))
+        assert quiet.digest() != digest  # the actions did change the run
+    finally:
+        quiet.close()
+
+
+def test_the_pace_does_not_change_the_run() -> None:
+    sessions = [UiSession.replay(SessionSpec(seed=9), [], 2.0),
+                UiSession(SessionSpec(seed=9)), UiSession(SessionSpec(seed=9))]
+    rng = random.Random(1)
+    try:
+        sessions[1].advance(0.7)
+        sessions[1].advance(0.3)
+        sessions[1].advance_to(2.0)
+        while sessions[2].now < 1.9:
+            if rng.random() < 0.2:
+                sessions[2].step()
+            else:
+                sessions[2].advance(rng.random() * 0.05)
+        sessions[2].advance_to(2.0)
+        assert [s.now for s in sessions] == [2.0, 2.0, 2.0]
+        assert len({s.digest() for s in sessions}) == 1
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def scenario_digest(session: UiSession, records: int) -> str:
+    h = hashlib.sha256()
+    for line in list(session.recorder.lines())[:records]:
+        h.update(line.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("name", ["leader-crash", "minority-partition", "remove-leader",
+                                  "rejoin-without-prevote"])
+def test_a_scenario_played_at_any_pace_is_the_run_raftsim_run_makes(name: str) -> None:
+    path = ROOT / "scenarios" / f"{name}.toml"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    expected = run_scenario(load_scenario(path))
+    session = UiSession(SessionSpec(seed=expected.seed, scenario=path.read_text(),
+                                    scenario_name=name))
+    rng = random.Random(5)
+
+    def pump(s: UiSession) -> RunFor | StepOnce:
+        if s.scenario_verdict is not None:
+            raise Stop()
+        if rng.random() < 0.3:
+            s.poll_configurations()
+        return StepOnce() if rng.random() < 0.05 else RunFor(rng.random() * 0.03)
+
+    try:
+        drive(session, pump)
+        assert session.scenario_verdict is not None
+        assert ("passed" in session.scenario_verdict) == expected.passed
+        assert scenario_digest(session, len(expected.records)) == expected.digest
+    finally:
+        session.close()
+
+
+def test_a_scenario_session_with_actions_replays_exactly() -> None:
+    spec = SessionSpec(seed=4, scenario=SCENARIO, scenario_name="ui-test")
+    live = UiSession(spec)
+    drive(live, live_pump(3, {30: [{"op": "write", "key": "mine", "value": "1"}],
+                              45: [{"op": "settings", "pre_vote": False,
+                                    "check_quorum": False}]}, 70))
+    assert [a["op"] for a in live.actions] == ["write", "settings"]
+    link, digest, now = live.permalink(), live.digest(), live.now
+    live.close()
+    spec2, actions, until = decode_permalink(link)
+    assert spec2 == spec and until == now
+    replay = UiSession(spec2)
+    pump = ReplayPump(actions, until)
+    with pytest.raises(ReplayDone):
+        replay.drive(pump)
+    assert pump.digest == digest
+    replay.close()
+
+
+def test_a_bad_scenario_says_why() -> None:
+    with pytest.raises(ValueError, match="title"):
+        UiSession(SessionSpec(scenario="seed = 1\n[[step]]\nsay = 'x'\n"))
+    with pytest.raises(ValueError, match="TOML"):
+        UiSession(SessionSpec(scenario="this is [not toml"))
+
+
+# ---------------------------------------------------------------------- the application
+
+async def test_the_application_serves_the_page_and_speaks_websocket() -> None:
+    loop = asyncio.get_running_loop()
+    hub = Hub(loop)
+    runner = SimRunner(SessionSpec(servers=3, seed=2), hub.publish_threadsafe, speed=50)
+    client = TestClient(TestServer(build_ui_app(runner, hub)))
+    await client.start_server()
+    runner.start()
+    try:
+        page = await client.get("/")
+        text = await page.text()
+        assert page.status == 200 and '<svg id="ring"' in text and "/static/ui.js" in text
+        for name in ("ui.js", "ui.css"):
+            response = await client.get(f"/static/{name}")
+            assert response.status == 200 and await response.read() == (
+                STATIC_DIR / name).read_bytes()
+        assert (await client.get("/static/../ui.py")).status == 404
+        assert (await client.get("/ws", headers={"Origin": "http://evil.example"})).status == 403
+        ws = await client.ws_connect("/ws")
+        frame = json.loads((await ws.receive(timeout=10)).data)
+        assert frame["type"] == "state" and frame["reset"] is True
+        assert [s["id"] for s in frame["servers"]] == ["s1", "s2", "s3"]
+        deadline = loop.time() + 20
+        while frame.get("leader") is None:
+            assert loop.time() < deadline, "no leader reached the page"
+            frame = json.loads((await ws.receive(timeout=10)).data)
+        await ws.send_json({"req": 1, "op": "action",
+                            "action": {"op": "crash", "server": frame["leader"]}})
+        await ws.send_json({"req": 2, "op": "action", "action": {"op": "nonsense"}})
+        await ws.send_json({"req": 3, "op": "permalink"})
+        replies: dict[int, dict[str, Any]] = {}
+        while len(replies) < 3:
+            assert loop.time() < deadline, "no replies"
+            message = json.loads((await ws.receive(timeout=10)).data)
+            if message["type"] == "reply":
+                replies[message["req"]] = message
+        assert replies[1]["ok"] and replies[1]["action"]["op"] == "crash"
+        assert not replies[2]["ok"] and "unknown action" in replies[2]["error"]
+        spec, actions, _ = decode_permalink(replies[3]["permalink"])
+        assert spec.seed == 2 and actions[0]["op"] == "crash"
+        await ws.close()
+    finally:
+        await client.close()
+        await loop.run_in_executor(None, runner.stop)
+
+
+# ---------------------------------------------------------------------- in the browser
+
+def chromium_page(p: Any, errors: list[str]) -> Any:
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    return browser, page
+
+
+def needs_chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} "
+                    "(apt-get install chromium)")
+
+
+def ring_leaders(page: Any) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = page.eval_on_selector_all(
+        "#ring .srv.role-leader",
+        "els => els.map(e => ({id: e.dataset.id, term: Number(e.dataset.term)}))")
+    return result
+
+
+def set_speed(page: Any, index: int) -> None:
+    page.eval_on_selector("#speed", "(el, i) => { el.value = String(i);"
+                          " el.dispatchEvent(new Event('input')); }", index)
+    page.wait_for_function("i => document.querySelector('#speed-out').textContent"
+                           " === ['1/100×','1/50×','1/20×','1/10×','1/5×','1/2×','1×','2×','5×',"
+                           "'10×','20×','50×','100×'][i]", arg=index, timeout=5_000)
+
+
+def docs_screenshot(page: Any) -> None:
+    """docs/ui.png (RAFTSIM_WRITE_DOCS_SCREENSHOT=1): the README's picture, at the
+    default 1/20x with a write on its way, so messages are in flight."""
+    set_speed(page, 2)
+    page.fill("#kv-key", "greeting")
+    page.fill("#kv-value", "hello")
+    page.click("#write")
+    page.wait_for_selector("#responses li:has-text('/v1/kv/greeting')", timeout=10_000)
+    # entries on their way to some followers while others already answer
+    page.wait_for_function(
+        "[...document.querySelectorAll('#ring .msg.req.t-append text')]"
+        ".filter(t => t.textContent === '1').length >= 2"
+        " && document.querySelectorAll('#ring .msg.rep text.yes').length >= 1",
+        timeout=10_000, polling="raf")
+    page.screenshot(path=str(ROOT / "docs" / "ui.png"))
+    set_speed(page, 10)
+
+
+def test_the_page_shows_elections_crashes_and_membership_changes(tmp_path: Path) -> None:
+    needs_chromium()
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with UiServer(SessionSpec(servers=5, seed=1), speed=20, playing=False) as server, \
+            sync_playwright() as p:
+        browser, page = chromium_page(p, errors)
+        try:
+            page.goto(server.url)
+            page.wait_for_function("document.querySelectorAll('#ring .srv').length === 5",
+                                   timeout=10_000)
+            assert page.eval_on_selector_all("#ring .srv", "els => els.map(e => e.dataset.id)"
+                                             ) == ["s1", "s2", "s3", "s4", "s5"]
+            assert page.text_content("#clock") == "0.000" and ring_leaders(page) == []
+            page.click("#play")
+            # within a few virtual seconds (20x: a fraction of a wall second), one leader
+            page.wait_for_function(
+                "document.querySelectorAll('#ring .srv.role-leader').length === 1",
+                timeout=10_000)
+            assert len(ring_leaders(page)) == 1
+            assert float(page.text_content("#clock") or "inf") < 5.0  # virtual seconds
+            for _ in range(3):
+                page.click("#write")
+            page.wait_for_function(
+                "document.querySelectorAll('#responses li[data-status=\"200\"]').length === 3",
+                timeout=10_000)
+            page.screenshot(path=str(tmp_path / "1-leader.png"))
+            if os.environ.get("RAFTSIM_WRITE_DOCS_SCREENSHOT"):
+                docs_screenshot(page)
+            old = ring_leaders(page)[0]
+
+            page.click(f"#servers button[data-act=crash][data-id={old['id']}]")
+            page.wait_for_function(
+                f"document.querySelector('#ring .srv[data-id={old['id']}]')"
+                ".classList.contains('status-crashed')", timeout=10_000)
+            page.wait_for_function(
+                "(() => { const l = document.querySelectorAll('#ring .srv.role-leader');"
+                f" return l.length === 1 && Number(l[0].dataset.term) > {old['term']}; }})()",
+                timeout=15_000)
+            new = ring_leaders(page)[0]
+            assert new["id"] != old["id"] and new["term"] > old["term"]
+            page.screenshot(path=str(tmp_path / "2-new-leader.png"))
+
+            peer = next(sid for sid in ["s1", "s2", "s3", "s4", "s5"]
+                        if sid not in (old["id"], new["id"]))
+            page.select_option("#peer", peer)
+            page.click("#remove-peer")
+            page.wait_for_function(
+                "(() => { const row = document.querySelector("
+                f"'#configs tr[data-id={new['id']}]');"
+                " return row && row.querySelector('.chip') &&"
+                f" !row.querySelector('.chip[data-id={peer}]'); }})()", timeout=15_000)
+            chips = page.eval_on_selector_all(
+                f"#configs tr[data-id={new['id']}] .chip", "els => els.map(e => e.dataset.id)")
+            assert peer not in chips and new["id"] in chips and len(chips) == 4
+            page.wait_for_selector("#responses li[data-status='200'] >> text=DELETE",
+                                   timeout=10_000)
+            page.screenshot(path=str(tmp_path / "3-peer-removed.png"))
+        finally:
+            browser.close()
+    assert errors == []
+    for name in ("1-leader.png", "2-new-leader.png", "3-peer-removed.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_the_page_pauses_steps_replays_links_and_plays_scenarios(tmp_path: Path) -> None:
+    needs_chromium()
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with UiServer(SessionSpec(servers=3, seed=5), speed=20) as server, sync_playwright() as p:
+        browser, page = chromium_page(p, errors)
+        try:
+            page.goto(server.url)
+            page.wait_for_function(
+                "document.querySelectorAll('#ring .srv.role-leader').length === 1",
+                timeout=10_000)
+            page.click("#write")
+            page.wait_for_selector("#responses li[data-status='200']", timeout=10_000)
+            page.click("#play")  # pause
+            page.wait_for_function("document.querySelector('#play').textContent.includes('Play')",
+                                   timeout=5_000)
+            before = page.get_attribute("#clock", "data-t")
+            page.click("#step")
+            page.wait_for_function(f"document.querySelector('#clock').dataset.t !== '{before}'",
+                                   timeout=5_000)
+            assert float(page.get_attribute("#clock", "data-t") or 0) > float(before or 0)
+            page.click("#permalink")
+            page.wait_for_function("!!document.querySelector('#permalink').dataset.url",
+                                   timeout=5_000)
+            url = page.get_attribute("#permalink", "data-url")
+            assert url is not None and "#session=" in url
+            shown = page.get_attribute("#clock", "data-t")
+            log_before = page.inner_html("#log")
+
+            other = browser.new_page(viewport={"width": 1280, "height": 800})
+            other.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
+                     if m.type == "error" else None)
+            other.goto(url)
+            other.wait_for_function(
+                f"document.querySelector('#clock').dataset.t === '{shown}'"
+                " && document.querySelector('#play').textContent.includes('Play')",
+                timeout=15_000)
+            assert other.inner_html("#log") == log_before
+            other.screenshot(path=str(tmp_path / "4-replayed.png"))
+            other.close()
+
+            scenario = tmp_path / "ui-test.toml"
+            scenario.write_text(SCENARIO)
+            page.set_input_files("#scenario-file", str(scenario))
+            page.wait_for_function(
+                "document.querySelector('#scenario-title').textContent.includes('leader "
+                "crashes')", timeout=10_000)
+            page.wait_for_function(
+                "document.querySelector('#scenario-verdict').textContent.includes('passed')",
+                timeout=20_000)
+            page.screenshot(path=str(tmp_path / "5-scenario.png"))
+        finally:
+            browser.close()
+    assert errors == []
