@@ -374,6 +374,86 @@ def _add_live_commands(sub: Any, bench_sub: Any) -> None:
     live.set_defaults(func=_cmd_bench_live)
 
 
+# ---------------------------------------------------------------- fuzz
+
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raftsim.check.fuzz import FuzzOptions, FuzzUsageError, fuzz_main, list_bugs
+
+    if args.list_bugs:
+        list_bugs(sys.stdout)
+        return 0
+    try:
+        options = FuzzOptions(
+            seeds=args.seeds, start=args.start, servers=args.servers, duration=args.duration,
+            clients=args.clients, workers=args.workers, shard=args.shard,
+            bugs=tuple(dict.fromkeys(args.bug)), out=Path(args.out))
+    except FuzzUsageError as exc:
+        raise UsageError(str(exc)) from None
+    return fuzz_main(options, as_json=args.json)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from raftsim.check.fuzz import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bug_name(text: str) -> str:
+    from raftsim.core.bugs import BUGS
+
+    if text not in BUGS:
+        raise argparse.ArgumentTypeError(
+            f"unknown bug switch {text!r}; known switches: {', '.join(sorted(BUGS))} "
+            "(see --list-bugs)")
+    return text
+
+
+def _duration(text: str) -> float:
+    value = _positive_float(text)
+    if not value > 3.0:
+        raise argparse.ArgumentTypeError(f"must be more than 3 virtual seconds, got {value:g}")
+    return value
+
+
+def _add_fuzz_command(sub: Any) -> None:
+    fuzz = sub.add_parser(
+        "fuzz", allow_abbrev=False, help="a fuzz campaign: random faults and clients per seed",
+        description="VOPR-style campaign: each seed builds a random fault schedule and client "
+                    "workload, runs it on a simulated cluster, checks Raft's safety "
+                    "invariants after every event and linearizability at the end. Exit 0 "
+                    "when every seed is clean; 1 at the first failing seed, after writing "
+                    "DIR/seed-<S>.toml, a reduced scenario that `raftsim run` fails on.")
+    fuzz.add_argument("--seeds", type=_positive_int, default=100, metavar="N",
+                      help="how many seeds to run (default 100)")
+    fuzz.add_argument("--start", type=_seed, default=0, metavar="S",
+                      help="the first seed (default 0)")
+    fuzz.add_argument("--servers", type=_positive_int, default=5, metavar="N",
+                      help="servers per cluster (default 5)")
+    fuzz.add_argument("--duration", type=_duration, default=30.0, metavar="T",
+                      help="virtual seconds per seed (default 30)")
+    fuzz.add_argument("--clients", type=_positive_int, default=3, metavar="N",
+                      help="concurrent clients (default 3)")
+    fuzz.add_argument("--workers", type=_positive_int, default=1, metavar="K",
+                      help="worker processes (default 1)")
+    fuzz.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
+                      help="run only the I-th of N interleaved slices of the seeds "
+                           "(e.g. 2/4 on the second of four machines)")
+    fuzz.add_argument("--bug", type=_bug_name, action="append", default=[], metavar="NAME",
+                      help="switch on a core bug switch (repeatable; see --list-bugs)")
+    fuzz.add_argument("--out", default="fuzz-out", metavar="DIR",
+                      help="where a failing seed's reproducer goes (default fuzz-out)")
+    fuzz.add_argument("--json", action="store_true",
+                      help="print one JSON object instead of a progress bar and a report")
+    fuzz.add_argument("--list-bugs", action="store_true",
+                      help="list the bug switches and what each breaks, then exit")
+    fuzz.set_defaults(func=_cmd_fuzz)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raftsim",
@@ -399,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_live_commands(sub, bench_sub)
     _add_run_command(sub)
     _add_ui_command(sub)
+    _add_fuzz_command(sub)
     return parser
 
 

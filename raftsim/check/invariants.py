@@ -92,6 +92,9 @@ class _ServerView:
     leader_last: int = 0
     #: applied index as of the last ``apply`` record
     applied: int = 0
+    #: (snapshot index, entries) of its log when it crashed: a restart that finds the
+    #: very same log needs no second look
+    log_before_crash: tuple[int, list[Entry]] | None = None
 
 
 @dataclass(slots=True)
@@ -173,8 +176,12 @@ class InvariantChecker:
         self._committed: list[Entry | None] = [None]
         #: virtual time at which each index was first committed (parallel to _committed)
         self._commit_times: list[float] = [0.0]
+        #: the term in which each index was first committed (the committer's term)
+        self._commit_terms: list[int] = [0]
         #: indexes of committed configuration entries, ascending
         self._committed_configs: list[int] = []
+        #: decoded committed configurations, by index (with the entry they came from)
+        self._configurations: dict[int, tuple[Entry, Configuration]] = {}
         #: (key, value) of committed puts -> index (for acknowledged writes)
         self._puts: dict[tuple[str, bytes], int] = {}
         #: acknowledged writes: (key, value) -> index they were found at
@@ -428,6 +435,16 @@ class InvariantChecker:
         view.leading = None
         self._record = record
         log = node.log
+        before, view.log_before_crash = view.log_before_crash, None
+        if (before is not None and before[0] == log.snapshot_index
+                and before[1] == log.slice(log.first_index, log.last_index + 1)):
+            # storage gave back exactly the log it had: checked already, entry by entry
+            view.checked = min(view.checked, node.commit_index)
+            self._check_commit(sid, node)
+            view.commit = node.commit_index
+            view.applied = node.applied
+            self._check_served_configuration(sid, node)
+            return
         # durability: everything it had committed before the crash is still there
         lost = None
         for index in range(log.snapshot_index + 1, view.commit_before_crash + 1):
@@ -456,6 +473,11 @@ class InvariantChecker:
         view = self._view(sid)
         view.leading = None
         view.commit_before_crash = max(view.commit_before_crash, view.checked)
+        node = self._node(sid)
+        if node is not None:
+            log = node.log
+            view.log_before_crash = (log.snapshot_index,
+                                     log.slice(log.first_index, log.last_index + 1))
 
     def _on_snapshot_installed(self, sid: str, record: Record) -> None:
         node = self._node(sid)
@@ -519,6 +541,7 @@ class InvariantChecker:
                 if truth is None:
                     committed[index] = entry
                     self._commit_times[index] = self._now()
+                    self._commit_terms[index] = node.term
                     self._note_committed(entry)
                 elif truth.term != entry.term or truth.data != entry.data:
                     self._violate("state-machine-safety", ("commit", index),
@@ -528,8 +551,10 @@ class InvariantChecker:
                 while len(committed) < index:
                     committed.append(None)  # covered by a snapshot we never saw
                     self._commit_times.append(self._now())
+                    self._commit_terms.append(node.term)
                 committed.append(entry)
                 self._commit_times.append(self._now())
+                self._commit_terms.append(node.term)
                 self._note_committed(entry)
         view.checked = commit
 
@@ -542,9 +567,15 @@ class InvariantChecker:
                 self._puts.setdefault(put, entry.index)
 
     def _check_leader_completeness(self, sid: str, node: RaftNode, term: int) -> None:
+        """Entries committed in terms before ``term`` are in the new leader's log. (A
+        leader of a stale term -- one whose votes arrived late, say after a pause --
+        need not hold what a later term committed.)"""
         log = node.log
         committed = self._committed
+        commit_terms = self._commit_terms
         upto = len(committed) - 1
+        while upto > 0 and commit_terms[upto] >= term:
+            upto -= 1
         if upto <= 0:
             return
         if log.last_index < upto:
@@ -599,11 +630,15 @@ class InvariantChecker:
                           f"{sid} serves a configuration from index {index}, but the entry "
                           f"committed there is {_describe(truth)}")
             return
-        if Configuration.decode(truth.data) != config:
+        expected = self._configurations.get(index)
+        if expected is None or expected[0] is not truth:
+            expected = (truth, Configuration.decode(truth.data))
+            self._configurations[index] = expected
+        if expected[1] != config:
             self._violate("served-configuration", (sid, index),
                           f"{sid} serves voters {list(config.voters)} as the configuration "
                           f"committed at index {index}, but the entry committed there has "
-                          f"voters {list(Configuration.decode(truth.data).voters)}")
+                          f"voters {list(expected[1].voters)}")
             return
         # ... and it is the newest configuration committed at or below its commit index
         newest = 0

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from raftsim.core.configuration import ConfigChange, Configuration
-from raftsim.core.errors import ChangeNotAllowedYet
-from raftsim.core.messages import EntryKind
+from raftsim.core.errors import ChangeNotAllowedYet, NotLeader, ProposalDropped
+from raftsim.core.messages import Entry, EntryKind, HardState, Message, Snapshot
 from raftsim.core.node import RaftNode
 from raftsim.core.ready import Ready, Role
 from raftsim.core.settings import NodeSettings
@@ -26,7 +27,7 @@ from raftsim.runtime.errors import (
     RequestTimeout,
     ServerStopped,
 )
-from raftsim.runtime.kv import KVStore
+from raftsim.runtime.kv import KVStore, check_command, encode_batch
 from raftsim.storage.base import Storage
 from raftsim.wire import (
     Frame,
@@ -44,6 +45,21 @@ from raftsim.wire import (
 #: observer(server_id, term, kind, fields): every state change worth tracing
 Observer = Callable[[str, int, str, dict[str, Any]], None]
 RpcHandler = Callable[[str, list[Any]], Awaitable[Any]]
+#: told once how a submitted command ended: the state machine's result, or why it failed
+Completion = Callable[[bool | Exception], None]
+
+#: group commit puts at most this many command bytes in one log entry, so that a full
+#: AppendEntries (max_entries_per_message entries) stays far below the wire's frame limit
+MAX_BATCH_BYTES = 64 * 1024
+#: with group commit, one flush applies committed entries up to about this many bytes and
+#: leaves the rest to the next: in between, the event loop sends what the completions
+#: just proposed, so the leader's applying overlaps the followers' appending
+APPLY_BUDGET = 64 * 1024
+#: with group commit, a hard state that differs from the stored one only in its commit
+#: index is written at most this often (seconds): Raft needs term and vote durable, not
+#: the commit index (a restart re-learns it from the leader), and rewriting the hard
+#: state file on every commit costs more than the log writes themselves
+COMMIT_SAVE_INTERVAL = 1.0
 
 
 class Transport(Protocol):
@@ -79,6 +95,7 @@ class Server:
         loop: asyncio.AbstractEventLoop,
         observer: Observer | None = None,
         snapshot_threshold: int = 0,
+        group_commit: bool = False,
     ) -> None:
         self.id = node_id
         self.settings = settings
@@ -106,6 +123,20 @@ class Server:
         #: set and replaced whenever commit, role or leader changes: waiters re-check
         self._changed = asyncio.Event()
         self.apply_results: dict[int, bool] = {}
+        #: group commit (live servers): the Readies of one event-loop turn are persisted
+        #: with one storage write (one fsync), then acted on in order; commands submitted
+        #: in that turn become one log entry
+        self.group_commit = group_commit
+        self._batch: list[Ready] = []
+        self._queued: list[tuple[bytes, Completion]] = []
+        self._submitted: dict[int, tuple[int, list[Completion]]] = {}
+        self._flush_scheduled = False
+        self._flushing = False
+        self._saved_hard_state: HardState | None = None
+        #: committed entries not yet applied (group commit applies them in slices)
+        self._backlog: deque[Entry] = deque()
+        self._apply_budget = 0
+        self._commit_saved_at = float("-inf")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,6 +169,11 @@ class Server:
         self.node = None
         self.paused = False
         self._held.clear()
+        self._batch.clear()
+        self._backlog.clear()
+        queued, self._queued = self._queued, []
+        for _, done in queued:
+            done(ServerStopped())
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._timer_when = None, float("inf")
@@ -188,6 +224,16 @@ class Server:
             return
         self._process(self.node.step(message, self.loop.time()))
 
+    def receive_message(self, source: str, message: Message) -> None:
+        """A Raft message that a transport already decoded from ``source``."""
+        node = self.node
+        if node is None:
+            return
+        if self.paused:
+            self._held.append((source, encode_message(message)))
+            return
+        self._process(node.step(message, self.loop.time()))
+
     def receive_frame(self, source: str, frame: Frame) -> None:
         node = self.node
         if node is None:
@@ -233,6 +279,8 @@ class Server:
     async def propose(self, command: bytes, *, timeout: float = 5.0) -> bool:
         """Append ``command`` as leader and wait until it is committed and applied.
         Returns the state machine's result (False: a compare-and-set that failed)."""
+        if self.group_commit:
+            return await self._await_submitted(command, timeout)
         node = self._require_node()
         ready = node.propose(command, self.loop.time())
         assert ready.proposed is not None
@@ -273,6 +321,49 @@ class Server:
             timer.cancel()
             if self._proposals.get(index, None) is not None and fut.done():
                 del self._proposals[index]
+
+    def submit(self, command: bytes, done: Completion) -> None:
+        """Group commit: queue ``command`` for the entry this event-loop turn ends with.
+        ``done`` is called once, with the state machine's result once the entry is
+        applied, or with the exception that failed it (NotLeader if leadership was lost
+        before the entry was appended); it runs inside the server's processing, so it
+        must not raise. Raises NotLeader or ProposalDropped at once when this server
+        cannot take proposals now, CommandError if ``command`` is not one msgpack value
+        (it could not share an entry)."""
+        node = self.node
+        if (node is None or node.role is not Role.LEADER or node.transfer_target is not None
+                or not self.group_commit):
+            self._refuse(node)
+        check_command(command)
+        self._queued.append((command, done))
+        self._schedule_flush()
+
+    def _refuse(self, node: RaftNode | None) -> NoReturn:
+        if not self.group_commit:
+            raise RuntimeError("submit needs a server built with group_commit=True")
+        if node is None:
+            raise ServerStopped()
+        if node.role is not Role.LEADER:
+            raise NotLeader(node.leader_id)
+        raise ProposalDropped("leadership transfer in progress")
+
+    async def _await_submitted(self, command: bytes, timeout: float) -> bool:
+        fut: asyncio.Future[bool] = self.loop.create_future()
+
+        def done(outcome: bool | Exception) -> None:
+            if not fut.done():
+                if isinstance(outcome, Exception):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
+
+        self.submit(command, done)
+        timer = self.loop.call_later(timeout, _expire, fut,
+                                     "timed out waiting for the entry to commit")
+        try:
+            return await fut
+        finally:
+            timer.cancel()
 
     async def read_barrier(self, *, timeout: float = 5.0) -> int:
         """ReadIndex (§6.4): once this returns, reading local state is linearizable.
@@ -363,12 +454,112 @@ class Server:
 
     # ------------------------------------------------------------------ the Ready loop
 
-    def _process(self, ready: Ready) -> None:
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Group commit: append the commands submitted since the last flush (as few
+        entries as MAX_BATCH_BYTES allows), persist every Ready gathered since with one
+        storage write per run of them, then act on each in order (send, apply, answer)."""
+        self._flush_scheduled = False
         node = self.node
         if node is None:
             return
+        queued, self._queued = self._queued, []
+        start = 0
+        while start < len(queued):
+            end, size = start, 0
+            while end < len(queued) and (end == start or size + len(queued[end][0])
+                                         <= MAX_BATCH_BYTES):
+                size += len(queued[end][0])
+                end += 1
+            group = queued[start:end]
+            start = end
+            data = group[0][0] if len(group) == 1 else encode_batch([c for c, _ in group])
+            try:
+                ready = node.propose(data, self.loop.time())
+            except (NotLeader, ProposalDropped) as exc:
+                for _, done in group:
+                    done(exc)
+                continue
+            assert ready.proposed is not None
+            index, term = ready.proposed
+            self._submitted[index] = (term, [done for _, done in group])
+            self._batch.append(ready)
+        batch, self._batch = self._batch, []
+        if batch:
+            self._save_all(batch)
+        self._apply_budget = APPLY_BUDGET
+        self._flushing = True
+        try:
+            for ready in batch:
+                self._process(ready, persisted=True)
+            if self._backlog and self._apply_budget > 0:
+                self._apply_backlog()
+                self._signal_change()
+        finally:
+            self._flushing = False
+
+    def _apply_backlog(self) -> None:
+        """Apply committed entries in order until this flush's budget is spent; what is
+        left waits for the next flush (scheduled now)."""
+        backlog = self._backlog
+        entries = []
+        spent = 0
+        while backlog and spent < self._apply_budget:
+            entry = backlog.popleft()
+            entries.append(entry)
+            spent += len(entry.data)
+        self._apply_budget -= spent
+        if entries:
+            self._apply(entries)
+        if backlog:
+            self._schedule_flush()
+
+    def _save_all(self, batch: list[Ready]) -> None:
+        """Persist what ``batch`` says must be durable, merged: one save per snapshot
+        (a snapshot starts a new save), later entries replacing earlier ones from their
+        first index on, the last hard state."""
+        hard_state: HardState | None = None
+        entries: list[Entry] = []
+        snapshot: Snapshot | None = None
+        for ready in batch:
+            if ready.snapshot is not None:
+                if hard_state is not None or entries or snapshot is not None:
+                    self.storage.save(hard_state, tuple(entries), snapshot)
+                    hard_state, entries = None, []
+                snapshot = ready.snapshot
+            if ready.entries:
+                if entries and ready.entries[0].index <= entries[-1].index:
+                    del entries[max(ready.entries[0].index - entries[0].index, 0):]
+                entries.extend(ready.entries)
+            if ready.hard_state is not None:
+                hard_state = ready.hard_state
+        saved = self._saved_hard_state
+        now = self.loop.time()
+        if hard_state is not None:
+            if (saved is not None and hard_state.term == saved.term
+                    and hard_state.voted_for == saved.voted_for
+                    and now - self._commit_saved_at < COMMIT_SAVE_INTERVAL):
+                hard_state = None  # only the commit index moved: it can wait
+            else:
+                self._saved_hard_state, self._commit_saved_at = hard_state, now
+        if hard_state is not None or entries or snapshot is not None:
+            self.storage.save(hard_state, tuple(entries), snapshot)
+
+    def _process(self, ready: Ready, *, persisted: bool = False) -> None:
+        node = self.node
+        if node is None:
+            return
+        if self.group_commit and not self._flushing:
+            self._batch.append(ready)
+            self._schedule_flush()
+            return
         # 1. persist: nothing leaves this server before its state is durable
-        if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+        if not persisted and (ready.hard_state is not None or ready.entries
+                              or ready.snapshot is not None):
             self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
             if ready.entries:
                 self._emit("append", {"from": ready.entries[0].index,
@@ -386,9 +577,17 @@ class Server:
                 pending = self._proposals.pop(index)
                 if not pending.future.done():
                     pending.future.set_exception(LeadershipLost())
+            for index in [i for i in self._submitted if i <= ready.restore.index]:
+                for done in self._submitted.pop(index)[1]:
+                    done(LeadershipLost())
+            self._backlog.clear()  # committed entries the snapshot covers
             changed = True
         if ready.committed:
-            self._apply(ready)
+            if self.group_commit:
+                self._backlog.extend(ready.committed)
+                self._apply_backlog()
+            else:
+                self._apply(ready.committed)
             changed = True
         # 4. answer reads
         for state in ready.read_states:
@@ -412,10 +611,18 @@ class Server:
                 and self.kv.applied_index == node.applied):
             self._process(node.compact(node.applied, self.kv.snapshot(), self.loop.time()))
 
-    def _apply(self, ready: Ready) -> None:
+    def _apply(self, committed: Sequence[Entry]) -> None:
         kv = self.kv
         proposals = self._proposals
-        for entry in ready.committed:
+        submitted = self._submitted
+        for entry in committed:
+            group = submitted.pop(entry.index, None) if submitted else None
+            if group is not None:
+                if group[0] == entry.term:
+                    self._apply_submitted(entry, group[1])
+                    continue
+                for done in group[1]:  # another leader's entry took its place
+                    done(LeadershipLost())
             if entry.kind is EntryKind.COMMAND:
                 result = kv.apply(entry.index, entry.data)
             else:
@@ -427,7 +634,7 @@ class Server:
                     pending.future.set_result(result)
                 else:
                     pending.future.set_exception(LeadershipLost())
-        first, last = ready.committed[0].index, ready.committed[-1].index
+        first, last = committed[0].index, committed[-1].index
         self._emit("apply", {"from": first, "to": last})
         if self._read_waiters:
             still = []
@@ -439,7 +646,24 @@ class Server:
                     still.append((index, waiter))
             self._read_waiters = still
 
+    def _apply_submitted(self, entry: Entry, waiting: list[Completion]) -> None:
+        if len(waiting) == 1:
+            waiting[0](self.kv.apply(entry.index, entry.data))
+            return
+        for done, result in zip(waiting, self.kv.apply_batch(entry.index, entry.data),
+                                strict=True):
+            done(result)
+
     def _fail_all(self, error: Exception) -> None:
+        # Submitted entries already committed (waiting in the backlog) will be applied:
+        # they keep their completions. The others may or may not commit.
+        committed = self.node.commit_index if self.node is not None else 0
+        submitted = self._submitted
+        self._submitted = {i: group for i, group in submitted.items() if i <= committed}
+        for index, (_, waiting) in submitted.items():
+            if index > committed:
+                for done in waiting:
+                    done(type(error)())
         proposals, self._proposals = self._proposals, {}
         for pending in proposals.values():
             if not pending.future.done():

@@ -19,6 +19,8 @@ from raftsim.runtime.server import Server
 from raftsim.sim.loop import VirtualTimeLoop
 from raftsim.sim.network import SimNetwork
 from raftsim.sim.trace import TraceRecorder
+from raftsim.storage.base import Storage
+from raftsim.storage.crashdisk import CrashDiskStorage
 from raftsim.storage.memory import MemoryStorage
 
 T = TypeVar("T")
@@ -61,12 +63,24 @@ class Cluster:
         trace_messages: bool = True,
         snapshot_threshold: int = 0,
         loop: asyncio.AbstractEventLoop | None = None,
+        disk: str = "memory",
+        sync_every: int = 1,
     ) -> None:
         """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
         ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
         Such a loop is driven by its owner (``run_for`` and ``run_until`` need virtual
         time); it must not be running when the cluster is closed, and ``close`` closes
-        it."""
+        it.
+
+        ``disk``: ``"memory"`` (a crash loses nothing) or ``"crashdisk"``: a disk with a
+        write cache (``CrashDiskStorage``) that syncs every ``sync_every``-th write, and
+        a crash loses (or tears) what was written but not yet synced."""
+        if disk not in ("memory", "crashdisk"):
+            raise ValueError(f"disk must be 'memory' or 'crashdisk', got {disk!r}")
+        if sync_every < 1:
+            raise ValueError(f"sync_every must be at least 1, got {sync_every}")
+        self.disk = disk
+        self.sync_every = sync_every
         ids = self._validate(servers, nonvoters, latency, loss, duplication, reorder,
                              snapshot_threshold)
         self.seed = seed
@@ -91,7 +105,7 @@ class Cluster:
             ServerInfo(sid, self.addresses[sid], sid not in set(nonvoters)) for sid in ids))
         self.servers: dict[str, Server] = {}
         for sid in ids:
-            storage = MemoryStorage()
+            storage = self._new_storage(sid)
             hard_state, entries = bootstrap_state(configuration)
             storage.save(hard_state, tuple(entries), None)
             self._make_server(sid, storage)
@@ -133,7 +147,13 @@ class Cluster:
             raise ValueError(f"snapshot_threshold must be >= 0, got {snapshot_threshold}")
         return ids
 
-    def _make_server(self, sid: str, storage: MemoryStorage) -> Server:
+    def _new_storage(self, sid: str) -> Storage:
+        if self.disk == "crashdisk":
+            return CrashDiskStorage(random.Random(f"{self.seed}:disk:{sid}"),
+                                    sync_every=self.sync_every)
+        return MemoryStorage()
+
+    def _make_server(self, sid: str, storage: Storage) -> Server:
         recorder = self.recorder
         server = Server(
             sid,
@@ -219,6 +239,10 @@ class Cluster:
         self._fault("crash", target=sid)
         server.crash()
         self.network.detach(sid)
+        if isinstance(server.storage, CrashDiskStorage):
+            lost = server.storage.crash()
+            if lost:
+                self._fault("disk-lost", target=sid, entries=lost)
 
     def restart(self, sid: str) -> None:
         server = self._server(sid)
@@ -260,7 +284,7 @@ class Cluster:
         self.ids.append(sid)
         self.addresses[sid] = address or rpc_address(len(self.ids))
         self.node_names.setdefault(sid, f"{sid}.global")
-        server = self._make_server(sid, MemoryStorage())
+        server = self._make_server(sid, self._new_storage(sid))
         server.start()
         return server
 

@@ -1,0 +1,246 @@
+"""The TCP transport on its own: who dials, one connection per pair, hellos, redialing,
+replacement, backpressure. Two or three transports on loopback in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from raftsim.core.messages import Message, RequestVote, RequestVoteResponse
+from raftsim.live.transport import (
+    HELLO,
+    PROTOCOL_VERSION,
+    LinkSettings,
+    TcpTransport,
+    split_address,
+)
+from raftsim.wire import Frame, Notification, Request, Response, encode_frame, encode_message
+from tests.livecluster import until_async
+
+FAST = LinkSettings(idle_timeout=1.0, frame_timeout=1.0, backoff_min=0.01, backoff_max=0.1)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Message]] = []
+        self.frames: list[tuple[str, Frame]] = []
+
+    def receive_message(self, source: str, message: Message) -> None:
+        self.messages.append((source, message))
+
+    def receive_frame(self, source: str, frame: Frame) -> None:
+        self.frames.append((source, frame))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Pair:
+    """Transports "a" and "b" that know each other's addresses."""
+
+    def __init__(self, settings: LinkSettings = FAST) -> None:
+        self.ports = {"a": free_port(), "b": free_port()}
+        self.settings = settings
+        self.inboxes = {"a": Inbox(), "b": Inbox()}
+        self.transports: dict[str, TcpTransport] = {}
+
+    def address(self, sid: str) -> str:
+        return f"127.0.0.1:{self.ports[sid]}"
+
+    async def start(self, sid: str) -> TcpTransport:
+        other = "b" if sid == "a" else "a"
+        transport = TcpTransport(sid, f"{sid}.global", loop=asyncio.get_running_loop(),
+                                 peers={other: self.address(other)}, settings=self.settings)
+        transport.follow(self.inboxes[sid], lambda: (), lambda peer: None)
+        await transport.start("127.0.0.1", self.ports[sid])
+        self.transports[sid] = transport
+        return transport
+
+    async def close(self) -> None:
+        for transport in self.transports.values():
+            await transport.close()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    pair = Pair()
+    await pair.start("a")
+    await pair.start("b")
+    try:
+        yield pair
+    finally:
+        await pair.close()
+
+
+def vote(source: str, target: str, term: int = 5) -> RequestVote:
+    return RequestVote(term, source, target, 0, 0, True, False)
+
+
+async def connected(pair: Pair) -> None:
+    await until_async(lambda: pair.transports["a"].connected() == ["b"]
+                      and pair.transports["b"].connected() == ["a"], 5.0)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("127.0.0.1:4647", ("127.0.0.1", 4647)),
+    ("localhost:1", ("localhost", 1)),
+    ("[::1]:4646", ("::1", 4646)),
+])
+def test_split_address(text: str, expected: tuple[str, int]) -> None:
+    assert split_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["4647", "host:", ":4647", "host:0", "host:65536", "h:x"])
+def test_split_address_refuses_what_is_not_host_port(text: str) -> None:
+    with pytest.raises(ValueError):
+        split_address(text)
+
+
+@pytest.mark.parametrize("kwargs", [{"idle_timeout": 0}, {"frame_timeout": -1},
+                                    {"backoff_min": 2.0, "backoff_max": 1.0},
+                                    {"max_send_buffer": 0}])
+def test_link_settings_are_validated(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        LinkSettings(**kwargs)
+
+
+async def test_the_smaller_id_dials_and_one_connection_carries_both_ways(pair: Pair) -> None:
+    await connected(pair)
+    a, b = pair.transports["a"], pair.transports["b"]
+    assert list(a._dialers) == ["b"] and not b._dialers
+    assert a.names == {"a": "a.global", "b": "b.global"} == b.names
+    a.send("b", encode_message(vote("a", "b")))
+    b.send("a", encode_message(RequestVoteResponse(5, "b", "a", True, True)))
+    await until_async(lambda: pair.inboxes["a"].messages and pair.inboxes["b"].messages, 5.0)
+    assert pair.inboxes["b"].messages == [("a", vote("a", "b"))]
+    assert pair.inboxes["a"].messages == [("b", RequestVoteResponse(5, "b", "a", True, True))]
+    link_a, link_b = a._links["b"], b._links["a"]
+    sock_a = link_a.writer.get_extra_info("socket")
+    sock_b = link_b.writer.get_extra_info("socket")
+    assert sock_a.getsockname() == sock_b.getpeername()
+
+
+async def test_requests_and_responses_reach_the_receiver_as_frames(pair: Pair) -> None:
+    await connected(pair)
+    pair.transports["b"].send("a", encode_frame(Request(7, "api.forward", [1])))
+    pair.transports["a"].send("b", encode_frame(Response(7, None, "ok")))
+    await until_async(lambda: pair.inboxes["a"].frames and pair.inboxes["b"].frames, 5.0)
+    assert pair.inboxes["a"].frames == [("b", Request(7, "api.forward", [1]))]
+    assert pair.inboxes["b"].frames == [("a", Response(7, None, "ok"))]
+
+
+async def test_the_dialer_redials_a_restarted_peer() -> None:
+    pair = Pair()
+    try:
+        await pair.start("a")
+        await pair.start("b")
+        await connected(pair)
+        await pair.transports.pop("b").close()
+        await until_async(lambda: pair.transports["a"].connected() == [], 5.0)
+        pair.inboxes["b"] = Inbox()
+        await pair.start("b")
+        await connected(pair)
+        pair.transports["a"].send("b", encode_message(vote("a", "b")))
+        await until_async(lambda: pair.inboxes["b"].messages, 5.0)
+    finally:
+        await pair.close()
+
+
+async def test_the_larger_id_waits_to_be_dialed_and_drops_what_it_cannot_send() -> None:
+    pair = Pair()
+    try:
+        b = await pair.start("b")  # "a" is not up: b must not dial it
+        b.send("a", encode_message(vote("b", "a")))
+        assert not b._dialers and b.connected() == []
+        await pair.start("a")
+        await connected(pair)
+        assert pair.inboxes["a"].messages == []  # the early message was dropped
+    finally:
+        await pair.close()
+
+
+async def test_a_newer_connection_from_a_peer_replaces_the_older_one(pair: Pair) -> None:
+    await connected(pair)
+    b = pair.transports["b"]
+    old = b._links["a"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", pair.ports["b"])
+    writer.write(encode_frame(Notification(HELLO, [PROTOCOL_VERSION, "a", "a.global"])))
+    await until_async(lambda: b._links.get("a") is not old, 5.0)
+    assert old.closed
+    writer.close()
+    await writer.wait_closed()
+    await connected(pair)  # "a" redials, replacing the impostor in turn
+
+
+async def test_a_dialed_server_that_answers_with_another_id_is_dropped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """"a" dials "b"'s address, where "c" listens."""
+    port = free_port()
+    loop = asyncio.get_running_loop()
+    a = TcpTransport("a", loop=loop, peers={"b": f"127.0.0.1:{port}"}, settings=FAST)
+    c = TcpTransport("c", loop=loop, settings=FAST)
+    a.follow(Inbox(), lambda: (), lambda peer: None)
+    c.follow(Inbox(), lambda: (), lambda peer: None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="raftsim.live.transport"):
+            await c.start("127.0.0.1", port)
+            await a.start("127.0.0.1", free_port())
+            await until_async(lambda: "dialed 'b' but 'c' answered" in caplog.text, 5.0)
+        assert a.connected() == []
+    finally:
+        await a.close()
+        await c.close()
+
+
+async def test_members_added_later_are_dialed_at_the_address_resolved_for_them() -> None:
+    loop = asyncio.get_running_loop()
+    port = free_port()
+    a = TcpTransport("a", loop=loop, settings=FAST)
+    z = TcpTransport("z", loop=loop, settings=FAST)
+    members: list[str] = []
+    a.follow(Inbox(), lambda: members, {"z": f"127.0.0.1:{port}"}.get)
+    z.follow(Inbox(), lambda: (), lambda peer: None)
+    try:
+        await z.start("127.0.0.1", port)
+        await a.start("127.0.0.1", free_port())
+        members.append("z")  # e.g. a configuration change added it
+        await until_async(lambda: a.connected() == ["z"], 5.0)
+        members.clear()  # removed again, and not a static peer: hung up
+        await until_async(lambda: a.connected() == [] and not a._dialers, 5.0)
+    finally:
+        await a.close()
+        await z.close()
+
+
+async def test_messages_are_dropped_once_a_peer_stops_reading() -> None:
+    pair = Pair(LinkSettings(idle_timeout=30.0, frame_timeout=30.0, backoff_min=0.01,
+                             backoff_max=0.1, max_send_buffer=1 << 20))
+    try:
+        a = await pair.start("a")
+        b = await pair.start("b")
+        await connected(pair)
+        b._links["a"].writer.transport.pause_reading()  # type: ignore[attr-defined]
+        big = encode_frame(Notification("raftsim.ping", [bytes(1 << 20)]))
+        for _ in range(64):
+            a.send("b", big)
+            await asyncio.sleep(0)
+        assert a.dropped > 0
+        assert a.connected() == ["b"]  # dropping is not closing
+    finally:
+        await pair.close()
+
+
+async def test_close_ends_every_connection_and_task(pair: Pair) -> None:
+    await connected(pair)
+    a = pair.transports["a"]
+    await a.close()
+    assert a.connected() == [] and not a._tasks and not a._dialers
+    await until_async(lambda: pair.transports["b"].connected() == [], 5.0)
