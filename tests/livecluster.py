@@ -35,10 +35,14 @@ T = TypeVar("T")
 
 #: quick failure detection for tests (the defaults are 5 s)
 TEST_LINKS = LinkSettings(idle_timeout=2.0, frame_timeout=1.0, backoff_max=0.5)
+#: how often a deadline-bounded wait looks at its condition again
+POLL_INTERVAL = 0.05
+#: how long a client waits before it retries a request that failed (a leader change)
+RETRY_PAUSE = 0.05
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float, what: str,
-               interval: float = 0.05) -> T:
+               interval: float = POLL_INTERVAL) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     event = threading.Event()
@@ -185,7 +189,7 @@ async def until_async(predicate: Callable[[], bool], timeout: float) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 # ---------------------------------------------------------------------- in one process

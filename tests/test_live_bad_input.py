@@ -39,7 +39,7 @@ from raftsim.wire import (
     decode_message,
     encode_frame,
 )
-from tests.livecluster import TEST_LINKS, ThreadedCluster, wait_until
+from tests.livecluster import RETRY_PAUSE, TEST_LINKS, ThreadedCluster, wait_until
 
 
 class Records(logging.Handler):
@@ -81,7 +81,7 @@ class Live:
                 self.commits += 1
             except Exception:
                 self.errors += 1
-            await asyncio.sleep(0.005)
+                await asyncio.sleep(RETRY_PAUSE)
 
     def stop(self) -> None:
         self._stop = True

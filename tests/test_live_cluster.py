@@ -18,6 +18,7 @@ import nomad
 import pytest
 
 from tests.livecluster import (
+    RETRY_PAUSE,
     AgentProcesses,
     caught_up,
     cluster_command,
@@ -135,7 +136,7 @@ def test_kill_9_of_the_leader_under_write_load_loses_no_acknowledged_write(
                             if killed:
                                 counts["after_kill"] += 1
                         else:
-                            await asyncio.sleep(0.05)
+                            await asyncio.sleep(RETRY_PAUSE)
 
                 writers = [asyncio.ensure_future(writer(w)) for w in range(8)]
                 try:

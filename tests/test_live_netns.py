@@ -19,7 +19,14 @@ import aiohttp
 import pytest
 
 from raftsim.live.launcher import ServerSpec
-from tests.livecluster import AgentProcesses, caught_up, get_many, until_async, wait_until
+from tests.livecluster import (
+    RETRY_PAUSE,
+    AgentProcesses,
+    caught_up,
+    get_many,
+    until_async,
+    wait_until,
+)
 
 
 def _ip(*args: str) -> None:
@@ -135,7 +142,7 @@ def test_partitioned_leader_is_replaced_and_rejoins_as_follower_losing_nothing(
                             if state["cut"]:
                                 state["after_cut"] += 1
                         else:
-                            await asyncio.sleep(0.05)
+                            await asyncio.sleep(RETRY_PAUSE)
 
                 writers = [asyncio.ensure_future(writer(w)) for w in range(6)]
                 try:

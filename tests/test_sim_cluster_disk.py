@@ -143,8 +143,7 @@ def test_requests_fail_cleanly_when_the_leader_crashes_midway() -> None:
 
         async def write_then_crash() -> None:
             pending = asyncio.ensure_future(server.propose(encode_put("x", b"1"), timeout=1.0))
-            await asyncio.sleep(0)
-            cluster.crash(leader)
+            cluster.loop.call_soon(cluster.crash, leader)  # after the proposal's first step
             with pytest.raises(RequestFailed):
                 await pending
 
