@@ -11,6 +11,12 @@ from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
 
 
+# Sleeps in these tests are virtual: they run on the simulator's VirtualTimeLoop.
+RETRY = 0.05
+PARTITION_AT = 2.0
+PARTITION_FOR = 3.0
+
+
 def run_workload(seed: int, writes: int = 20) -> str:
     with Cluster(5, seed=seed) as cluster:
         cluster.wait_for_leader()
@@ -49,21 +55,21 @@ def test_lossy_reordering_partitioned_cluster_commits_1000_proposals_and_converg
                 attempt += 1
                 leader = cluster.leader()
                 if leader is None:
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(RETRY)
                     continue
                 try:
                     await cluster.servers[leader].propose(
                         encode_put(f"{name}-{done}", b"%d" % attempt), timeout=1.0)
                 except (RequestFailed, Exception):
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(RETRY)
                     continue
                 done += 1
                 committed += 1
 
         async def faults() -> None:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(PARTITION_AT)
             cluster.partition([["s1", "s2"], ["s3", "s4", "s5"]])
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(PARTITION_FOR)
             cluster.heal()
 
         async def main() -> None:
