@@ -10,7 +10,6 @@ from raftsim.runtime.errors import RequestFailed
 from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
 
-
 # Sleeps in these tests are virtual: they run on the simulator's VirtualTimeLoop.
 RETRY = 0.05
 PARTITION_AT = 2.0
