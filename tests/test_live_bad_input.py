@@ -54,9 +54,15 @@ class Records(logging.Handler):
         with self._lock:
             self.records.append(record)
 
-    def about(self, remote: str) -> list[str]:
+    def count(self) -> int:
         with self._lock:
-            return [r.getMessage() for r in self.records
+            return len(self.records)
+
+    def about(self, remote: str, since: int = 0) -> list[str]:
+        """Warnings naming ``remote`` logged after the first ``since`` records (an
+        ephemeral port is reused across attacks, so older lines may name it too)."""
+        with self._lock:
+            return [r.getMessage() for r in self.records[since:]
                     if r.levelno >= logging.WARNING and remote in r.getMessage()]
 
 
@@ -142,6 +148,7 @@ def attack(live: Live, payload: bytes, *, with_hello: bool = False,
            timeout: float = 5.0) -> str:
     """Connect to the leader's RPC port, send ``payload``; the connection must be
     closed by the server with exactly one warning line. Returns that line."""
+    since = live.records.count()
     with socket.create_connection(live.address(), timeout=timeout) as sock:
         remote = "{}:{}".format(*sock.getsockname()[:2])
         try:
@@ -149,7 +156,7 @@ def attack(live: Live, payload: bytes, *, with_hello: bool = False,
         except OSError:
             pass  # closed while we were still sending: that is the point
         assert closed_by_server(sock, timeout), "the server kept a bad connection open"
-    lines = wait_until(lambda: live.records.about(remote), 5.0, "the log line")
+    lines = wait_until(lambda: live.records.about(remote, since), 5.0, "the log line")
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -268,6 +275,7 @@ def test_a_slow_loris_is_closed_by_the_partial_frame_timeout(live: Live) -> None
     frame = encode_frame(Notification("raftsim.ping", [b"x" * 64]))
 
     def slow() -> str:
+        since = live.records.count()
         with socket.create_connection(live.address(), timeout=5) as sock:
             remote = "{}:{}".format(*sock.getsockname()[:2])
             sock.sendall(hello())
@@ -282,7 +290,7 @@ def test_a_slow_loris_is_closed_by_the_partial_frame_timeout(live: Live) -> None
                     closed = True
                     break
             assert closed, "a slow-loris connection outlived its frame"
-        lines = wait_until(lambda: live.records.about(remote), 5.0, "the log line")
+        lines = wait_until(lambda: live.records.about(remote, since), 5.0, "the log line")
         assert len(lines) == 1, lines
         return lines[0]
 
