@@ -186,6 +186,7 @@ class CampaignResult:
             "bugs": list(self.options.bugs),
             "violations": self.violations,
             "errors": self.errors,
+            "internal_errors": sum(len(r.errors) for r in self.results),
             "inconclusive": self.inconclusive,
             "wall_seconds": round(self.wall_seconds, 3),
             "seeds_per_minute": round(self.seeds_per_minute, 1),
