@@ -31,7 +31,7 @@ from raftsim.check.player import SchedulePlayer, scenario_of
 from raftsim.check.reproducer import verify_reproducer, write_scenario_file
 from raftsim.scenario import load_scenario
 
-SETTINGS = settings(max_examples=50, stateful_step_count=40, derandomize=True,
+SETTINGS = settings(max_examples=20, stateful_step_count=30, derandomize=True,
                     database=None, deadline=None, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow])
 #: how much virtual time a rule lets pass before it acts
@@ -219,12 +219,12 @@ def test_a_failure_is_shrunk_and_written_as_a_scenario_that_raftsim_run_fails(
     bugged = cluster_machine(3, bugs=("no-log-check",), out=tmp_path)
     with pytest.raises(AssertionError) as failure:
         run_state_machine_as_test(bugged, settings=settings(
-            SETTINGS, max_examples=60, stateful_step_count=12))
+            SETTINGS, max_examples=60, stateful_step_count=20))
     assert "written to" in str(failure.value)
     path = tmp_path / "statemachine-failure.toml"
     scenario = load_scenario(path)
     assert scenario.bugs == ("no-log-check",)
-    assert len(scenario.steps) <= 12 + 9  # the rules, and the teardown's mending steps
+    assert len(scenario.steps) <= 20 + 9  # the rules, and the teardown's mending steps
     verified, message = verify_reproducer(path)
     assert verified, message
 
