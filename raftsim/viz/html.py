@@ -468,7 +468,8 @@ const ROLES = new Set(["follower", "pre-candidate", "candidate", "leader"]);
 
 // Text is measured, never estimated from its length: a label's box is sized to its text
 // and a label that does not fit where it belongs is shortened or left out, never clipped.
-const MEASURE = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+const SVG_NS = $("rs-diagram").namespaceURI;
+const MEASURE = document.createElementNS(SVG_NS, "svg");
 MEASURE.setAttribute("aria-hidden", "true");
 MEASURE.style.cssText = "position:absolute;left:-10000px;top:0;width:10px;height:10px;" +
   "visibility:hidden";
@@ -480,9 +481,9 @@ function textW(s, tcls, gcls) {
   if (w !== undefined) return w;
   let el = measurers.get(`${gcls || ""}|${tcls || ""}`);
   if (!el) {
-    const g = document.createElementNS("http://www.w3.org/2000/svg", "g");
+    const g = document.createElementNS(SVG_NS, "g");
     if (gcls) g.setAttribute("class", gcls);
-    el = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    el = document.createElementNS(SVG_NS, "text");
     if (tcls) el.setAttribute("class", tcls);
     g.appendChild(el);
     MEASURE.appendChild(g);
@@ -818,7 +819,10 @@ function logAt(k, P) {
 // the ORDER position of the last record at or before t
 function posAt(t) {
   let lo = 0, hi = ORDER.length;
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (T[ORDER[mid]] <= t) lo = mid + 1; else hi = mid; }
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (T[ORDER[mid]] <= t) lo = mid + 1; else hi = mid;
+  }
   return lo - 1;
 }
 // the lane segment in force at ORDER position P (records at the same time count in order)
