@@ -5,7 +5,10 @@ server along virtual time, messages as arrows from the sender at send time to th
 receiver at delivery time. The lane is coloured by the server's Raft role (with gaps
 while it is crashed and hatching while it is paused), so elections, lost leaderships and
 partitions can be seen at a glance, and every mark answers hover with the trace record
-and its plain-words narration.
+and its plain-words narration. Partitions tint each side its own colour, removed servers
+are marked, and under the diagram every server's log is drawn as in Figure 8 of the Raft
+paper (a box per index, the term inside, committed filled), at the hovered moment and at
+each ``say`` of the scenario, replayed from the append/truncate/commit records.
 
 The page must open from a file, a CI artifact or an e-mail attachment, so everything is
 inline: CSS, JavaScript, and the trace itself as an embedded JSON array. The SVG is drawn
@@ -235,7 +238,7 @@ body {
 .lc.c rect { stroke-width: 1.6; }
 .lc.u rect { stroke-dasharray: 3 2; }
 .lc.c text { font-weight: 650; }
-.lc.snap rect { stroke: #ae3ec9; }
+.lc-snap { fill: #ae3ec9; }
 .lc-conf { fill: #7048e8; }
 .lc-was-mark { fill: #e03131; }
 .lc.ghost rect { fill: #fff5f5; stroke: #e03131; stroke-dasharray: 2 2; }
@@ -804,10 +807,18 @@ function logAt(k, P) {
       case "commit": st.commit = num(r.index); break;
       case "snapshot": st.snap = Math.max(st.snap, num(r.index)); break;
       case "snapshot-installed": {
-        const n = num(r.index);
+        // the snapshot holds committed entries, the same on every server: their terms
+        // are read from the sender's log at that moment
+        const n = num(r.index), src = LANE.get(str(r.source));
+        const from = src === undefined || src === k ? null : logAt(src, e.p).terms;
         st.snap = n;
         st.commit = Math.max(st.commit, n);
         while (st.terms.length < n) st.terms.push(null);
+        for (let x = 1; x <= n; x++) {
+          if (from && from[x - 1] !== null && from[x - 1] !== undefined) {
+            st.terms[x - 1] = from[x - 1];
+          }
+        }
         break;
       }
       case "config": st.conf.add(num(r.index)); break;
@@ -906,6 +917,8 @@ function logGrid(P, maxW) {
       const term = st.terms[x - 1], h = termHue(term), committed = x <= st.commit;
       const status = committed ? "committed" : "not committed";
       const extra = (x <= st.snap ? " snap" : "") + (st.conf.has(x) ? " conf" : "");
+      const snapBar = x <= st.snap ? `<rect class="lc-snap" x="${f1(cx(x) + 2)}" y="${y + 2}"` +
+        ` width="${CW - 4}" height="2"/>` : "";
       const was = st.was.get(x);
       const tt = `${s}: index ${x}, term ${term === null ? "unknown" : term}, ${status}` +
         (x <= st.snap ? ", in a snapshot" : "") +
@@ -920,7 +933,8 @@ function logGrid(P, maxW) {
         ` fill="${fill}" stroke="${line}"/><text x="${f1(cx(x) + CW / 2)}"` +
         ` y="${y + CH / 2 + 4}" text-anchor="middle" fill="${committed ? "#212529" : line}">` +
         `${term === null ? "?" : term}</text>` +
-        (was ? `<path class="lc-was-mark" d="M${f1(cx(x) + CW - 9)} ${y}h9v9z"/>` : "") +
+        snapBar + (was ? `<path class="lc-was-mark" d="M${f1(cx(x) + CW - 9)} ${y}h9v9z"/>`
+          : "") +
         (st.conf.has(x) ? `<rect class="lc-conf" x="${f1(cx(x) + 2)}" y="${y + CH - 4}"` +
           ` width="${CW - 4}" height="2"/>` : "") + "</g>");
     }
@@ -1830,6 +1844,8 @@ $("rs-logs-key").innerHTML = [
     '</text><path d="M4 18L22 4"/></g></svg>removed (truncated) entry</span>',
   `<span>${keySwatch("c", `<rect class="lc-conf" x="3" y="${CH - 3}" width="${CW - 4}"` +
     ' height="2"/>')}configuration entry</span>`,
+  `<span>${keySwatch("c", `<rect class="lc-snap" x="3" y="3" width="${CW - 4}"` +
+    ' height="2"/>')}compacted into a snapshot</span>`,
 ].join("");
 const SAYS = ORDER.filter((i) => str(REC[i].kind) === "say");
 function buildFrames() {
@@ -1857,7 +1873,6 @@ $("rs-frames").addEventListener("click", (e) => {
   showLogs(t);
   if (t < view.a || t > view.b) setView(t - span / 2, t + span / 2, false);
   else redrawHover();
-  logNow.scrollIntoView({ block: "nearest" });
 });
 
 // ------------------------------------------------------------------ toolbar, legend, stats
