@@ -634,6 +634,11 @@ def test_browser_log_view_reads_like_figure_8(browser: Any,
                                               scenario_pages: dict[str, Path]) -> None:
     view = Page(browser, scenario_pages["figure-8"])
     page = view.page
+    # (b): s5 leads term 3 with its own entry at index 3, for an instant (it crashes next)
+    b = _log_rows(page, _frame(page, "(b) s5 wins term 3"))
+    assert (b["s5"]["terms"], b["s5"]["committed"], b["s5"]["tag"]) == ([1, 2, 3], [1, 2],
+                                                                         "leader")
+    assert (b["s1"]["terms"], b["s1"]["tag"]) == ([1, 2, 2], "crashed")
     # (c): index 3 holds s1's term-2 entry on s1, s2 and s3, a majority, yet uncommitted;
     # s5 (crashed) holds its own term-3 entry there
     c = _log_rows(page, _frame(page, "(c) Index 3 (term 2) is on s1, s2 and s3"))

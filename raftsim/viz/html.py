@@ -537,6 +537,8 @@ const ST = SERVERS.map((s) => {
     leader: "", since: T0, i: -1 };
 });
 const skey = (x) => [x.up, x.absent, x.paused, x.removed, x.role, x.term, x.leader].join("|");
+// every change, even one undone at the same instant, for the state at a record (logs)
+const CHANGES = ST.map((st) => [{ p: -1, st }]);
 function setState(k, t, i, patch) {
   const cur = ST[k];
   const next = Object.assign({}, cur, patch);
@@ -545,6 +547,7 @@ function setState(k, t, i, patch) {
   next.since = t;
   next.i = i;
   ST[k] = next;
+  CHANGES[k].push({ p: i >= 0 ? POS[i] : -1, st: next });
 }
 const DOWN = { up: false, absent: false, paused: false, role: "follower", leader: "" };
 const UP = { up: true, absent: false, paused: false, role: "follower", leader: "" };
@@ -836,12 +839,12 @@ function posAt(t) {
   }
   return lo - 1;
 }
-// the lane segment in force at ORDER position P (records at the same time count in order)
+// a server's lane state at ORDER position P (records at the same time count in order)
 function segAt(k, P) {
   let found = null;
-  for (const g of LANES[k].segs) {
-    if (found && g.i >= 0 && POS[g.i] > P) break;
-    found = g;
+  for (const c of CHANGES[k]) {
+    if (found && c.p > P) break;
+    found = c.st;
   }
   return found;
 }
