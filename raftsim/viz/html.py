@@ -885,7 +885,8 @@ function logGrid(P, maxW) {
   const width = Math.ceil(cx(Math.max(last, first - 1) + 1) + 70);
   const height = top + SERVERS.length * (CH + 6) + 4;
   const out = [`<svg class="lg" width="${width}" height="${height}" viewBox="0 0 ${width}` +
-    ` ${height}" data-pos="${P}" data-t="${t}">`];
+    ` ${height}" data-pos="${P}" data-t="${t}" role="img"` +
+    ` aria-label="the log of every server at ${t.toFixed(3)} s">`];
   for (let x = first; x <= last; x++) {
     if (last - first > 30 && x % 5 !== 0 && x !== first && x !== last) continue;
     out.push(`<text class="lg-idx" x="${f1(cx(x) + CW / 2)}" y="11" text-anchor="middle">` +
