@@ -280,7 +280,7 @@ def test_title_and_description_are_escaped() -> None:
                        servers=["s1"])
     assert "<title>&lt;b&gt;Figure 8&lt;/b&gt; &amp; co</title>" in page
     assert "<h1>&lt;b&gt;Figure 8&lt;/b&gt; &amp; co</h1>" in page
-    assert "a&lt;script&gt;x()&lt;/script&gt;\nb" in page
+    assert "<p>a&lt;script&gt;x()&lt;/script&gt; b</p>" in page
     assert "<b>Figure 8</b>" not in page
 
 
@@ -296,11 +296,11 @@ def test_narration_list_matches_narrate() -> None:
     records = realistic_trace()
     meta = json.loads(_parse(render_html(records, title="t", servers=SERVERS))
                       .scripts["raftsim-meta"])
-    listed = [text for _, text, is_listed in meta["notes"] if is_listed]
+    listed = [note[1] for note in meta["notes"] if note[2]]
     assert listed == [line.text for line in narrate(records)]
     # every record that narration can tell has a sentence for its tooltip, e.g.
     # a follower's commit, which the narration list leaves out
-    indexed = {i: text for i, text, _ in meta["notes"]}
+    indexed = {note[0]: note[1] for note in meta["notes"]}
     follower_commit = next(i for i, r in enumerate(records)
                            if r["kind"] == "commit" and r["server"] != "s3")
     assert indexed[follower_commit].startswith("committed everything")
@@ -358,8 +358,28 @@ class Page:
         assert [u for u in self.requests if not u.startswith(("file:", "data:"))] == []
 
 
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
 @pytest.fixture(scope="module")
-def browser() -> Any:
+def scenario_pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Timelines of real scenario runs, written as ``raftsim run --html`` writes them,
+    before the browser starts (Playwright's sync API keeps an event loop in this thread)."""
+    from raftsim.scenario import load_scenario, run_scenario
+    from raftsim.scenario.command import render_page
+
+    directory = tmp_path_factory.mktemp("scenario-timelines")
+    pages = {}
+    for name in ("figure-8", "remove-follower", "add-nonvoter"):
+        result = run_scenario(load_scenario(SCENARIOS / f"{name}.toml"))
+        assert result.passed, result.failure
+        pages[name] = directory / f"{name}.html"
+        pages[name].write_text(render_page(result), encoding="utf-8")
+    return pages
+
+
+@pytest.fixture(scope="module")
+def browser(scenario_pages: dict[str, Path]) -> Any:
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -574,4 +594,253 @@ def test_browser_heavy_trace(browser: Any, tmp_path: Path) -> None:
     assert not page.locator("#rs-notice").is_visible()
     page.mouse.move(diagram["x"] + diagram["width"] / 2 + 5, diagram["y"] + 160)
     page.screenshot(path=str(tmp_path / "heavy.png"))
+    view.check_clean()
+
+
+# ---------------------------------------------------------------------- the log view
+
+def _log_rows(page: Any, grid: str) -> dict[str, dict[str, Any]]:
+    """Per server in the log grid ``grid`` (a CSS selector of an ``svg.lg``): its terms by
+    index, which indexes are committed, its tag and the indexes with a replaced entry."""
+    return dict(page.evaluate("""(sel) => {
+      const out = {};
+      for (const row of document.querySelector(sel).querySelectorAll(".lg-row")) {
+        const cells = [...row.querySelectorAll(".lc:not(.ghost)")];
+        out[row.dataset.server] = {
+          terms: cells.map((c) => Number(c.dataset.term)),
+          committed: cells.filter((c) => c.classList.contains("c"))
+            .map((c) => Number(c.dataset.index)),
+          tag: (row.querySelector(".lg-tag") || {}).textContent || "",
+          replaced: cells.filter((c) => c.querySelector(".lc-was-mark"))
+            .map((c) => Number(c.dataset.index)),
+          ghosts: [...row.querySelectorAll(".lc.ghost")].map((c) => Number(c.dataset.term)),
+        };
+      }
+      return out;
+    }""", grid))
+
+
+def _frame(page: Any, caption_start: str) -> str:
+    """The CSS selector of the log grid of the story frame whose caption starts so."""
+    index = page.evaluate("""(start) => [...document.querySelectorAll(".rs-frame")]
+      .findIndex((f) => f.querySelector("figcaption").textContent.replace(/^[0-9.]+ s/, "")
+        .trim().startsWith(start))""", caption_start)
+    assert index >= 0, f"no story frame starts with {caption_start!r}"
+    return f".rs-frame:nth-child({index + 1}) svg.lg"
+
+
+@needs_chromium
+def test_browser_log_view_reads_like_figure_8(browser: Any,
+                                              scenario_pages: dict[str, Path]) -> None:
+    view = Page(browser, scenario_pages["figure-8"])
+    page = view.page
+    # (b): s5 leads term 3 with its own entry at index 3, for an instant (it crashes next)
+    b = _log_rows(page, _frame(page, "(b) s5 wins term 3"))
+    assert (b["s5"]["terms"], b["s5"]["committed"], b["s5"]["tag"]) == ([1, 2, 3], [1, 2],
+                                                                         "leader")
+    assert (b["s1"]["terms"], b["s1"]["tag"]) == ([1, 2, 2], "crashed")
+    # (c): index 3 holds s1's term-2 entry on s1, s2 and s3, a majority, yet uncommitted;
+    # s5 (crashed) holds its own term-3 entry there
+    c = _log_rows(page, _frame(page, "(c) Index 3 (term 2) is on s1, s2 and s3"))
+    assert c["s1"]["terms"] == [1, 2, 2, 4] and c["s1"]["tag"] == "leader"
+    assert c["s2"]["terms"] == [1, 2, 2, 4]
+    assert c["s3"]["terms"] == [1, 2, 2]
+    assert c["s4"]["terms"] == [1, 2]
+    assert c["s5"]["terms"] == [1, 2, 3] and c["s5"]["tag"] == "crashed"
+    for s in ("s1", "s2", "s3"):
+        assert c[s]["committed"] == [1, 2], s
+    # the end: s5's term-3 entry replaced index 3 everywhere but on the crashed s1, and
+    # the replaced term-2 entries of s2 and s3 are marked as such
+    end = _log_rows(page, "#rs-log-now svg.lg")
+    for s in ("s2", "s3", "s4", "s5"):
+        assert end[s]["terms"] == [1, 2, 3, 5], s
+        assert end[s]["committed"] == [1, 2, 3, 4], s
+    assert end["s1"]["terms"] == [1, 2, 2, 4] and end["s1"]["committed"] == [1, 2]
+    assert end["s5"]["tag"] == "leader"
+    assert {s: row["replaced"] for s, row in end.items()} == {
+        "s1": [], "s2": [3], "s3": [3], "s4": [], "s5": []}
+    title = page.locator('#rs-log-now [data-server="s2"] .lc[data-index="3"] title')
+    assert "replaced an entry of term 2" in title.text_content()
+    # appends and truncations are marked on the lanes (two truncations: s2 and s3)
+    assert page.locator("#rs-diagram path.mk-append").count() == 1
+    truncations = page.locator("#rs-diagram path.mk-truncate").get_attribute("d") or ""
+    assert truncations.count("M") == 2
+    # hovering the diagram shows the logs at that moment
+    diagram = page.locator("#rs-diagram").bounding_box()
+    assert diagram is not None
+    page.mouse.move(diagram["x"] + diagram["width"] * 0.3, diagram["y"] + 40)
+    page.wait_for_function(
+        "document.getElementById('rs-logs-when').textContent.includes('under the pointer')")
+    early = _log_rows(page, "#rs-log-now svg.lg")
+    assert all(3 not in row["committed"] for row in early.values())
+    page.keyboard.press("Escape")
+    view.check_clean()
+
+
+@needs_chromium
+def test_browser_log_view_shows_removed_entries_as_ghosts(browser: Any,
+                                                          tmp_path: Path) -> None:
+    """A truncation that shortens a log leaves struck-out ghosts past its end."""
+    b = TraceBuilder()
+    for s in ("s1", "s2"):
+        b.event(0.0, s, 1, "start", last_index=1, last_term=1, commit=1)
+    b.event(0.1, "s2", 2, "append", **{"from": 2, "to": 4}, terms=[2, 2, 2])
+    b.event(0.2, "s2", 3, "commit", index=1)
+    b.event(0.3, "s2", 3, "truncate", index=3)
+    view = Page(browser, _write(tmp_path, "ghosts", b.sorted(), ["s1", "s2"]))
+    rows = _log_rows(view.page, "#rs-log-now svg.lg")
+    assert rows["s2"]["terms"] == [1, 2] and rows["s2"]["ghosts"] == [2, 2]
+    assert rows["s1"]["terms"] == [1] and rows["s1"]["ghosts"] == []
+    view.check_clean()
+
+
+@needs_chromium
+def test_browser_partitions_are_drawn_as_sides(browser: Any,
+                                               scenario_pages: dict[str, Path]) -> None:
+    view = Page(browser, scenario_pages["figure-8"])
+    page = view.page
+    groups = page.evaluate("""[...document.querySelectorAll("#rs-diagram g.partition")]
+      .map((g) => g.dataset.groups)""")
+    # the first split; later s5 is isolated, and a new partition keeps that isolation
+    assert groups[0] == "s1,s2|s3,s4,s5"
+    assert "s1,s3,s4|s2|s5" in groups
+    first = page.locator('#rs-diagram g.partition[data-groups="s1,s2|s3,s4,s5"]')
+    sides = first.evaluate("""(g) => Object.fromEntries([...g.querySelectorAll("rect.side")]
+      .map((r) => [r.dataset.server, r.dataset.side]))""")
+    assert sides == {"s1": "s1,s2", "s2": "s1,s2", "s3": "s3,s4,s5", "s4": "s3,s4,s5",
+                     "s5": "s3,s4,s5"}
+    # one wall, between the lanes of s2 and s3
+    assert first.locator("line.wall").count() == 1
+    # the one-way cut s1->s3 marks its sender's lane
+    assert page.locator('#rs-diagram rect.cut[data-cut="s1>s3"]').count() == 1
+    view.check_clean()
+
+
+@needs_chromium
+def test_browser_removed_server_is_marked(browser: Any,
+                                          scenario_pages: dict[str, Path]) -> None:
+    view = Page(browser, scenario_pages["remove-follower"])
+    page = view.page
+    assert page.locator("#rs-diagram .removed-mark").count() == 1
+    assert page.locator('#rs-diagram .removed-mark[data-server="s5"]').count() == 1
+    assert page.locator('[data-lane="s5"] .lane-removed').text_content() == "removed"
+    assert page.locator('[data-lane="s5"] rect.bar.removed').count() >= 1
+    assert page.locator('[data-lane="s4"] rect.bar.removed').count() == 0
+    end = _log_rows(page, "#rs-log-now svg.lg")
+    assert end["s5"]["tag"] == "removed"
+    assert [s for s, row in end.items() if row["tag"] == "removed"] == ["s5"]
+    view.check_clean()
+    # a server that joins as a non-voter and is promoted is never "removed"
+    joined = Page(browser, scenario_pages["add-nonvoter"])
+    assert joined.page.locator("#rs-diagram .removed-mark").count() == 0
+    assert joined.page.locator(".lane-removed").count() == 0
+    joined.check_clean()
+
+
+LONG = "a-server-with-a-rather-long-name"
+
+
+def _long_labels_trace() -> list[Record]:
+    """Long server names, long narration, and role changes just before the end of the
+    run, where a term label has little room."""
+    b = TraceBuilder()
+    servers = [LONG, "s2"]
+    for s in servers:
+        b.event(0.0, s, 1, "start", last_index=1, last_term=1, commit=1)
+    b.event(0.05, None, 0, "say", text="A very long explanation that goes on and on about "
+            "what happens next, far longer than any label box could hold in one line of "
+            "the diagram, with `code` in it and **emphasis** too.")
+    b.event(0.3, LONG, 1, "role", role="pre-candidate", leader=None)
+    b.event(0.3, None, 0, "fault", fault="partition", groups=[[LONG], ["s2"]])
+    b.event(0.9, LONG, 2, "role", role="candidate", leader=None)
+    b.event(0.995, "s2", 2, "role", role="pre-candidate", leader=None)
+    b.event(0.999, LONG, 2, "role", role="leader", leader=LONG)
+    b.event(1.0, "s2", 2, "commit", index=1)
+    return b.sorted()
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1500, 700])
+def test_browser_labels_are_never_cut(browser: Any, tmp_path: Path, width: int) -> None:
+    view = Page(browser, _write(tmp_path, "long-labels", _long_labels_trace(), [LONG, "s2"]),
+                width=width)
+    problems = view.page.evaluate("""() => {
+      const bad = [];
+      const clip = document.querySelector("#rs-clip rect").getBBox();
+      const right = clip.x + clip.width;
+      const box = (el) => el.getBBox();
+      for (const t of document.querySelectorAll("#rs-diagram .lane-label")) {
+        const b = box(t);
+        if (b.x + b.width > clip.x) bad.push("lane label " + t.textContent);
+      }
+      for (const t of document.querySelectorAll("#rs-diagram .lane-removed")) {
+        const b = box(t);
+        if (b.x + b.width > clip.x) bad.push("removed tag");
+      }
+      for (const t of document.querySelectorAll("#rs-diagram text.term, #rs-diagram .seg-note")) {
+        const b = box(t);
+        if (b.x < clip.x || b.x + b.width > right) bad.push("lane text " + t.textContent);
+      }
+      for (const g of document.querySelectorAll("#rs-diagram .alabel")) {
+        const r = box(g.querySelector("rect")), b = box(g.querySelector("text"));
+        if (b.x < r.x || b.x + b.width > r.x + r.width) bad.push("label " + b.textContent);
+        if (r.x + r.width > right + 0.5) bad.push("label box past the edge");
+      }
+      for (const c of document.querySelectorAll(".lg .lc")) {
+        const r = box(c.querySelector("rect")), b = box(c.querySelector("text"));
+        if (b.x < r.x || b.x + b.width > r.x + r.width) bad.push("log cell");
+      }
+      for (const row of document.querySelectorAll(".lg .lg-row")) {
+        const first = row.querySelector(".lc rect");
+        if (!first) continue;
+        for (const t of row.querySelectorAll(".lg-name, .lg-tag")) {
+          const b = box(t);
+          if (b.x + b.width > first.getBBox().x) bad.push("log row label " + t.textContent);
+        }
+      }
+      return bad;
+    }""")
+    assert problems == []
+    assert view.page.locator("#rs-diagram .alabel.say").count() == 1
+    view.check_clean()
+
+
+@needs_chromium
+def test_browser_markdown_is_rendered_safely(browser: Any, tmp_path: Path) -> None:
+    description = """
+        First paragraph with `raftsim run --bug commit-prior-term` and **strong** words.
+
+        - one *emphasised* item
+        - two: see [the paper](https://raft.github.io/raft.pdf)
+        - three <script>window.pwned = 1</script> [bad](javascript:alert(1))
+
+        Second paragraph.
+    """
+    records: list[Record] = [
+        {"t": 0.0, "server": "s1", "term": 1, "kind": "start", "last_index": 1,
+         "last_term": 1, "commit": 1},
+        {"t": 0.1, "server": None, "term": 0, "kind": "say",
+         "text": "s1 runs `raftsim` with *no* <b>markup</b>"},
+    ]
+    view = Page(browser, _write(tmp_path, "markdown", records, ["s1"],
+                                description=description))
+    page = view.page
+    desc = page.locator(".rs-description")
+    assert desc.locator("p").count() == 2
+    assert desc.locator("ul > li").count() == 3
+    assert desc.locator("code").inner_text() == "raftsim run --bug commit-prior-term"
+    assert desc.locator("strong").inner_text() == "strong"
+    assert desc.locator("em").inner_text() == "emphasised"
+    assert desc.locator("a").count() == 1
+    assert desc.locator("a").get_attribute("href") == "https://raft.github.io/raft.pdf"
+    assert "[bad](javascript:alert(1))" in desc.inner_text()
+    assert "<script>" in desc.inner_text()
+    assert page.evaluate("window.pwned") is None
+    say = page.locator("#rs-story-list li.say span")
+    assert say.locator("code").inner_text() == "raftsim"
+    assert say.locator("em").inner_text() == "no"
+    assert say.locator("b").count() == 0 and "<b>markup</b>" in say.inner_text()
+    # the SVG label shows the text without the markup
+    assert (page.locator("#rs-diagram .alabel.say text").text_content() or "").startswith(
+        "\u201cs1 runs raftsim with no <b>")
     view.check_clean()

@@ -639,7 +639,8 @@ class RaftNode:
         self._event("commit", index=index)
         cfg_index, config = self.committed_configuration
         if cfg_index != previous_config_index:
-            self._event("config-committed", index=cfg_index, voters=list(config.voters))
+            self._event("config-committed", index=cfg_index, voters=list(config.voters),
+                        nonvoters=[s.id for s in config.servers if not s.voter])
         if self.role is not Role.LEADER:
             return
         if self._reads_waiting_for_commit and self.committed_in_term:
@@ -737,7 +738,8 @@ class RaftNode:
         if entry.kind is EntryKind.CONFIGURATION:
             self._configs.append((entry.index, Configuration.decode(entry.data)))
             self._event("config", index=entry.index,
-                        voters=list(self._configs[-1][1].voters))
+                        voters=list(self._configs[-1][1].voters),
+                        nonvoters=[s.id for s in self._configs[-1][1].servers if not s.voter])
 
     def _truncate_from(self, index: int) -> None:
         self._event("truncate", index=index)

@@ -157,6 +157,7 @@ class Server:
                              now=self.loop.time())
         self.paused = False
         self._emit("start", {"last_index": self.node.log.last_index,
+                             "last_term": self.node.log.last_term,
                              "commit": self.node.commit_index})
         # Entries up to the persisted commit index are re-applied at once.
         self._process(self.node.on_timeout(self.loop.time()))
@@ -563,7 +564,8 @@ class Server:
             self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
             if ready.entries:
                 self._emit("append", {"from": ready.entries[0].index,
-                                      "to": ready.entries[-1].index})
+                                      "to": ready.entries[-1].index,
+                                      "terms": [e.term for e in ready.entries]})
         # 2. send
         send = self.transport.send
         for message in ready.messages:

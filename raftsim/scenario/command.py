@@ -241,5 +241,5 @@ def render_page(result: RunResult) -> str:
              f"{verdict}</p>\n<p>seed {result.seed}, trace digest "
              f"<code>{result.digest}</code></p>")
     return render_html(result.records, title=scenario.title,
-                       description=" ".join(scenario.description.split()),
+                       description=scenario.description,
                        servers=result.servers, extra_html=extra)

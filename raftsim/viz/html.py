@@ -5,7 +5,10 @@ server along virtual time, messages as arrows from the sender at send time to th
 receiver at delivery time. The lane is coloured by the server's Raft role (with gaps
 while it is crashed and hatching while it is paused), so elections, lost leaderships and
 partitions can be seen at a glance, and every mark answers hover with the trace record
-and its plain-words narration.
+and its plain-words narration. Partitions tint each side its own colour, removed servers
+are marked, and under the diagram every server's log is drawn as in Figure 8 of the Raft
+paper (a box per index, the term inside, committed filled), at the hovered moment and at
+each ``say`` of the scenario, replayed from the append/truncate/commit records.
 
 The page must open from a file, a CI artifact or an e-mail attachment, so everything is
 inline: CSS, JavaScript, and the trace itself as an embedded JSON array. The SVG is drawn
@@ -21,6 +24,7 @@ import math
 import re
 from typing import Any
 
+from raftsim.viz.markdown import plain_text, render_inline, render_markdown
 from raftsim.viz.narration import narrate_record
 
 Record = dict[str, Any]
@@ -42,8 +46,8 @@ def render_html(records: list[Record], *, title: str, description: str = "",
     e.g. the linearizability checker's failing history.
     """
     meta = {"servers": [str(s) for s in servers], "notes": _notes(records)}
-    description_html = (f'<p class="rs-description">{html.escape(description)}</p>'
-                        if description else "")
+    description_html = (f'<div class="rs-description">{render_markdown(description)}</div>'
+                        if description.strip() else "")
     extra_section = (f'<section class="rs-extra" id="rs-extra">\n{extra_html}\n</section>'
                      if extra_html else "")
     parts = {
@@ -60,7 +64,9 @@ def render_html(records: list[Record], *, title: str, description: str = "",
 
 
 def _notes(records: list[Record]) -> list[list[Any]]:
-    """``[record index, sentence, listed]`` for every record narration can tell.
+    """``[record index, sentence, listed, html, plain]`` for every record narration can
+    tell; ``html`` (the sentence with its Markdown rendered, escaped) and ``plain`` (the
+    text without the markup, for SVG labels) are only there for a scenario's ``say``.
 
     ``listed`` marks the sentences of the narration list, exactly those ``narrate()``
     tells (a follower's commit is not, so the leader tracking below mirrors it); the
@@ -82,8 +88,12 @@ def _notes(records: list[Record]) -> list[list[Any]]:
             text = listed or narrate_record(rec)
         except (TypeError, ValueError, AttributeError):
             continue
-        if text:
-            notes.append([index, text, 1 if listed else 0])
+        if not text:
+            continue
+        note: list[Any] = [index, text, 1 if listed else 0]
+        if kind == "say":
+            note += [render_inline(text), plain_text(text)]
+        notes.append(note)
     return notes
 
 
@@ -149,6 +159,16 @@ aria-label="space-time diagram of the run"></svg></div>
 <svg id="rs-overview" class="rs-overview"
 aria-label="the whole run: drag the window to pan, drag outside it to pick a window"></svg>
 <div class="rs-notice" id="rs-notice" hidden></div>
+<section class="rs-logs" id="rs-logs" aria-label="each server's log">
+<div class="rs-logs-head"><h2>Logs</h2><span class="rs-logs-when" id="rs-logs-when"></span>
+</div>
+<div class="rs-logs-key" id="rs-logs-key"></div>
+<div class="rs-log-now" id="rs-log-now"></div>
+<div class="rs-frames-wrap" id="rs-frames-wrap" hidden>
+<h3>The logs at each step of the story</h3>
+<div class="rs-frames" id="rs-frames"></div>
+</div>
+</section>
 </section>
 <aside class="rs-story">
 <div class="rs-story-head"><h2>Narration</h2>
@@ -182,7 +202,51 @@ body {
 }
 .rs-header { padding: 14px 20px 8px; }
 .rs-header h1 { font-size: 20px; margin: 0 0 4px; font-weight: 650; }
-.rs-description { margin: 0 0 6px; color: #495057; white-space: pre-line; max-width: 80em; }
+.rs-description { margin: 0 0 6px; color: #495057; max-width: 80em; }
+.rs-description p, .rs-description ul, .rs-description ol { margin: 0 0 6px; }
+.rs-description ul, .rs-description ol { padding-left: 22px; }
+.rs-description code, .rs-story-list code, .rs-frame code {
+  font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 92%;
+  background: #f1f3f5; border-radius: 3px; padding: 0 3px; }
+.rs-description a, .rs-story-list a, .rs-frame a { color: #1971c2; }
+.rs-logs { margin-top: 14px; border-top: 1px solid var(--line); padding-top: 8px; }
+.rs-logs-head { display: flex; gap: 12px; align-items: baseline; flex-wrap: wrap; }
+.rs-logs-head h2 { font-size: 14px; margin: 0; }
+.rs-logs-when { color: #495057; font-variant-numeric: tabular-nums; }
+.rs-logs-key { display: flex; flex-wrap: wrap; gap: 2px 14px; font-size: 12px;
+  color: #495057; margin: 4px 0 6px; align-items: center; }
+.rs-logs-key span { display: inline-flex; gap: 4px; align-items: center; }
+.rs-log-now { overflow-x: auto; }
+.rs-frames-wrap h3 { font-size: 13px; margin: 14px 0 6px; }
+.rs-frames { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
+.rs-frame { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 6px 8px;
+  width: min-content; min-width: 280px; max-width: 100%; overflow-x: auto; cursor: pointer; }
+.rs-frame:hover { border-color: #fab005; }
+.rs-frame figcaption { font-size: 12px; margin-bottom: 4px; }
+.rs-frame figcaption time { color: var(--muted); font-variant-numeric: tabular-nums;
+  margin-right: 6px; }
+.lg { display: block; }
+.lg text { font-size: 11.5px; }
+.lg .lg-idx { font-size: 10px; fill: #868e96; }
+.lg .lg-name { font-size: 12px; font-weight: 650; }
+.lg .lg-tag { font-size: 10.5px; fill: #868e96; }
+.lg .lg-tag.leader { fill: #2b8a3e; font-weight: 650; }
+.lg .lg-tag.removed { fill: #c92a2a; font-weight: 650; }
+.lg .lg-row.off .lc, .lg .lg-row.removed .lc { opacity: .55; }
+.lg .lg-commit { font-size: 10px; fill: #868e96; }
+.lc rect { stroke-width: 1.3; }
+.lc.c rect { stroke-width: 1.6; }
+.lc.u rect { stroke-dasharray: 3 2; }
+.lc.c text { font-weight: 650; }
+.lc-snap { fill: #ae3ec9; }
+.lc-conf { fill: #7048e8; }
+.lc-was-mark { fill: #e03131; }
+.lc.ghost rect { fill: #fff5f5; stroke: #e03131; stroke-dasharray: 2 2; }
+.lc.ghost text { fill: #e03131; }
+.lc.ghost path { stroke: #e03131; stroke-width: 1.5; }
+.lc-block rect { fill: #f1f3f5; stroke: #adb5bd; }
+.lc-block.u rect { stroke-dasharray: 3 2; }
+.lc-block-t { font-size: 10.5px; fill: #495057; }
 .rs-stats { color: var(--muted); font-size: 12px; }
 .rs-toolbar {
   display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center;
@@ -277,7 +341,18 @@ svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sa
 .ax text { font-size: 10.5px; fill: #868e96; }
 .ax .base { stroke: #dee2e6; }
 .ax .grid { stroke: #f1f3f5; }
-.band { fill: #fff0f0; }
+.side-0 { fill: #e7f5ff; } .side-1 { fill: #fff4e6; } .side-2 { fill: #f3f0ff; }
+.side-3 { fill: #e6fcf5; }
+.wall { stroke: #e03131; stroke-width: 2; stroke-dasharray: 6 3; }
+.cut { fill: #fff0f0; }
+.cut-note { font-size: 10px; fill: #c92a2a; font-style: italic; }
+.bar.removed { fill: #f1f3f5; stroke: #ced4da; stroke-dasharray: 3 2; }
+.lane-label.removed { fill: #868e96; text-decoration: line-through; }
+.lane-removed { font-size: 10.5px; fill: #c92a2a; font-weight: 650; }
+.removed-mark circle { fill: #fff; stroke: #c92a2a; stroke-width: 1.8; }
+.removed-mark path { stroke: #c92a2a; stroke-width: 1.8; }
+.mk-append { fill: #1c7ed6; }
+.log-pin { stroke: #1c7ed6; stroke-width: 1.5; stroke-dasharray: 5 3; }
 .lane-label { font-size: 13px; font-weight: 650; }
 .lane-guide { stroke: #f1f3f5; stroke-width: 1; }
 .bar.follower { fill: var(--follower); }
@@ -308,7 +383,7 @@ svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sa
 .mk-stepdown { fill: #e03131; }
 .mk-config { fill: #7048e8; }
 .mk-snapshot { fill: #ae3ec9; }
-.mk-truncate { fill: #f03e3e; }
+.mk-truncate { fill: #e03131; }
 .mk-transfer { fill: #d6336c; }
 .mk-crash { fill: #c92a2a; }
 .mk-crash-x { fill: none; stroke: #fff; stroke-width: 1.8; stroke-linecap: round; }
@@ -362,14 +437,17 @@ const META = JSON.parse($("raftsim-meta").textContent || "{}");
 const REC = (Array.isArray(RAW) ? RAW : []).map((r) => (r && typeof r === "object" ? r : {}));
 const SERVERS = (Array.isArray(META.servers) ? META.servers : []).map(String);
 const LANE = new Map(SERVERS.map((s, k) => [s, k]));
-const NOTE = new Map();
+const NOTE = new Map(), NOTE_HTML = new Map(), NOTE_PLAIN = new Map();
 const STORY = [];
 for (const n of Array.isArray(META.notes) ? META.notes : []) {
   NOTE.set(n[0], String(n[1]));
+  if (n.length > 4) { NOTE_HTML.set(n[0], String(n[3])); NOTE_PLAIN.set(n[0], String(n[4])); }
   if (n[2]) STORY.push(n[0]);
 }
+const POS = new Array(REC.length);
 const T = REC.map((r) => num(r.t));
 const ORDER = REC.map((_, i) => i).sort((a, b) => T[a] - T[b] || a - b);
+ORDER.forEach((i, p) => { POS[i] = p; });
 STORY.sort((a, b) => T[a] - T[b] || a - b);
 const STORY_T = STORY.map((i) => T[i]);
 let T0 = Infinity, T1 = -Infinity;
@@ -390,6 +468,48 @@ const TYPE = {
   InstallSnapshotResponse: "snapshot",
 };
 const ROLES = new Set(["follower", "pre-candidate", "candidate", "leader"]);
+
+// Text is measured, never estimated from its length: a label's box is sized to its text
+// and a label that does not fit where it belongs is shortened or left out, never clipped.
+const SVG_NS = $("rs-diagram").namespaceURI;
+const MEASURE = document.createElementNS(SVG_NS, "svg");
+MEASURE.setAttribute("aria-hidden", "true");
+MEASURE.style.cssText = "position:absolute;left:-10000px;top:0;width:10px;height:10px;" +
+  "visibility:hidden";
+document.body.appendChild(MEASURE);
+const measured = new Map(), measurers = new Map();
+function textW(s, tcls, gcls) {
+  const key = `${gcls || ""}|${tcls || ""}|${s}`;
+  let w = measured.get(key);
+  if (w !== undefined) return w;
+  let el = measurers.get(`${gcls || ""}|${tcls || ""}`);
+  if (!el) {
+    const g = document.createElementNS(SVG_NS, "g");
+    if (gcls) g.setAttribute("class", gcls);
+    el = document.createElementNS(SVG_NS, "text");
+    if (tcls) el.setAttribute("class", tcls);
+    g.appendChild(el);
+    MEASURE.appendChild(g);
+    measurers.set(`${gcls || ""}|${tcls || ""}`, el);
+  }
+  el.textContent = s;
+  w = el.getComputedTextLength();
+  measured.set(key, w);
+  return w;
+}
+// the longest prefix of `s`, cut at a word when possible, that fits `max` px with "…"
+function fitText(s, max, tcls, gcls) {
+  if (textW(s, tcls, gcls) <= max) return s;
+  let lo = 0, hi = s.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (textW(s.slice(0, mid) + "\u2026", tcls, gcls) <= max) lo = mid; else hi = mid - 1;
+  }
+  let cut = s.slice(0, lo);
+  const sp = cut.lastIndexOf(" ");
+  if (sp > lo * 0.6) cut = cut.slice(0, sp);
+  return cut.replace(/[\s,;:]+$/, "") + "\u2026";
+}
 
 function fmtT(t) {
   const span = view.b - view.a;
@@ -413,10 +533,12 @@ const ST = SERVERS.map((s) => {
   const f = firstOf.get(s);
   // nothing is known of a server before its first start, or if it never appears
   const absent = f === undefined || (REC[f].kind === "start" && T[f] > T0);
-  return { up: !absent, absent, paused: false, role: "follower", term: 0, leader: "",
-    since: T0, i: -1 };
+  return { up: !absent, absent, paused: false, removed: false, role: "follower", term: 0,
+    leader: "", since: T0, i: -1 };
 });
-const skey = (x) => [x.up, x.absent, x.paused, x.role, x.term, x.leader].join("|");
+const skey = (x) => [x.up, x.absent, x.paused, x.removed, x.role, x.term, x.leader].join("|");
+// every change, even one undone at the same instant, for the state at a record (logs)
+const CHANGES = ST.map((st) => [{ p: -1, st }]);
 function setState(k, t, i, patch) {
   const cur = ST[k];
   const next = Object.assign({}, cur, patch);
@@ -425,16 +547,76 @@ function setState(k, t, i, patch) {
   next.since = t;
   next.i = i;
   ST[k] = next;
+  CHANGES[k].push({ p: i >= 0 ? POS[i] : -1, st: next });
 }
 const DOWN = { up: false, absent: false, paused: false, role: "follower", leader: "" };
 const UP = { up: true, absent: false, paused: false, role: "follower", leader: "" };
-const NO_MARK = new Set(["role", "pause", "resume", "append", "apply"]);
+const NO_MARK = new Set(["role", "pause", "resume", "apply", "config-committed"]);
 const ANN = [];
-const BANDS = [];
-let openBand = null;
 let leaderCount = 0, faultCount = 0;
 
-function annInfo(r) {
+// Membership: a server left out of a committed configuration is removed from then on
+// (the first server to commit that configuration, the leader, says when).
+let members = null;
+const configsSeen = new Set();
+const REMOVALS = [];
+function onConfigCommitted(r, t, i) {
+  const index = str(r.index);
+  if (configsSeen.has(index) || !Array.isArray(r.voters)) return;
+  configsSeen.add(index);
+  const next = new Set(r.voters.map(String).concat(
+    Array.isArray(r.nonvoters) ? r.nonvoters.map(String) : []));
+  const before = members || new Set(SERVERS.filter((s, k) => !ST[k].absent));
+  SERVERS.forEach((s, k) => {
+    if (before.has(s) && !next.has(s) && !ST[k].removed) {
+      setState(k, t, i, { removed: true });
+      REMOVALS.push({ k, t, i, server: s });
+    } else if (next.has(s) && ST[k].removed) {
+      setState(k, t, i, { removed: false });
+    }
+  });
+  members = next;
+}
+
+// Network splits: each period between two changes to partitions, isolations and cuts
+// becomes the sides it splits the servers into (a side talks only to itself).
+const NETS = [];
+const net = { groups: null, isolated: new Set(), cuts: [] };
+let openNet = null;
+function netChange(r, t, i) {
+  const f = str(r.fault);
+  if (f === "partition") {
+    net.groups = new Map();
+    (Array.isArray(r.groups) ? r.groups : []).forEach((g, n) => {
+      for (const s of Array.isArray(g) ? g : [g]) net.groups.set(str(s), n);
+    });
+  } else if (f === "isolate") net.isolated.add(str(r.target));
+  else if (f === "cut") net.cuts.push([str(r.source), str(r.target)]);
+  else if (f === "heal") { net.groups = null; net.isolated = new Set(); net.cuts = []; }
+  else return;
+  if (openNet) { openNet.t1 = t; NETS.push(openNet); openNet = null; }
+  const keyOf = (s) => (net.isolated.has(s) ? "i:" + s : net.groups === null ? "all" :
+    net.groups.has(s) ? "g" + net.groups.get(s) : "a:" + s);
+  const sideOf = new Map(), sides = [];
+  const side = SERVERS.map((s) => {
+    const key = keyOf(s);
+    if (!sideOf.has(key)) { sideOf.set(key, sides.length); sides.push([]); }
+    sides[sideOf.get(key)].push(s);
+    return sideOf.get(key);
+  });
+  const cuts = net.cuts.filter(([a, b]) => LANE.has(a) && LANE.has(b));
+  if (sides.length > 1 || cuts.length) {
+    openNet = { t0: t, t1: T1, i, side, sides, cuts: cuts.slice(),
+      label: sides.map((g) => g.join(",")).join("|") };
+  }
+}
+
+// Each server's log, as the records that change it (replayed by logAt below).
+const LOGEV = SERVERS.map(() => []);
+const LOG_KINDS = new Set(["start", "crash", "append", "truncate", "commit", "snapshot",
+  "snapshot-installed", "config"]);
+
+function annInfo(r, i) {
   const kind = str(r.kind);
   if (kind === "fault") {
     const f = str(r.fault);
@@ -451,7 +633,9 @@ function annInfo(r) {
   if (kind === "api") {
     return { cls: "api", label: `${str(r.method)} ${str(r.path)} \u2192 ${str(r.status)}` };
   }
-  if (kind === "say") return { cls: "say", label: "\u201c" + str(r.text) + "\u201d" };
+  if (kind === "say") {
+    return { cls: "say", label: "\u201c" + (NOTE_PLAIN.get(i) ?? str(r.text)) + "\u201d" };
+  }
   if (kind === "expect") {
     return r.ok ? { cls: "ok", label: "\u2713 " + str(r.text) }
       : { cls: "bad", label: "\u2717 " + str(r.text) };
@@ -464,7 +648,7 @@ for (const i of ORDER) {
   const r = REC[i], t = T[i], kind = str(r.kind);
   if (kind === "send" || kind === "deliver" || kind === "drop") continue;
   if (r.server == null) {
-    ANN.push(Object.assign({ t, i }, annInfo(r)));
+    ANN.push(Object.assign({ t, i }, annInfo(r, i)));
     if (kind !== "fault") continue;
     faultCount++;
     const f = str(r.fault), k = LANE.get(str(r.target));
@@ -474,14 +658,13 @@ for (const i of ORDER) {
       else if (f === "pause") setState(k, t, i, { paused: true });
       else if (f === "resume") setState(k, t, i, { paused: false });
     }
-    if (f === "partition" || f === "isolate" || f === "cut" || f === "heal") {
-      if (openBand) { openBand.t1 = t; BANDS.push(openBand); openBand = null; }
-      if (f !== "heal") openBand = { t0: t, t1: T1, i };
-    }
+    netChange(r, t, i);
     continue;
   }
   const k = LANE.get(str(r.server));
   if (k === undefined) continue;
+  if (LOG_KINDS.has(kind)) LOGEV[k].push({ p: POS[i], t, i, kind, r });
+  if (kind === "config-committed") onConfigCommitted(r, t, i);
   const term = num(r.term);
   const tp = term > ST[k].term ? { term } : {};
   if (kind === "start") setState(k, t, i, Object.assign({}, UP, tp));
@@ -496,7 +679,7 @@ for (const i of ORDER) {
   } else if (term > ST[k].term) setState(k, t, i, { term });
   if (!NO_MARK.has(kind)) LANES[k].marks.push({ t, i, kind, lead: ST[k].role === "leader" });
 }
-if (openBand) BANDS.push(openBand);
+if (openNet) NETS.push(openNet);
 ST.forEach((cur, k) => {
   if (T1 > cur.since || LANES[k].segs.length === 0) {
     LANES[k].segs.push(Object.assign({}, cur, { t1: Math.max(T1, cur.since) }));
@@ -569,11 +752,229 @@ for (const i of ORDER) {
   }
 }
 
+// ------------------------------------------------------------------ logs
+// A server's log at ORDER position P: replay its log records up to P. An append record
+// carries the whole stored tail from its first index (a conflicting suffix is removed in
+// the same step, its truncate record follows), so the log becomes its prefix plus the
+// appended entries; what that removed is kept to show the truncation.
+function logAt(k, P) {
+  const st = { terms: [], commit: 0, snap: 0, conf: new Set(), was: new Map(), ghosts: [],
+    up: true, started: false, lastAppend: null };
+  const cut = (from, t) => {
+    const gone = [];
+    for (let x = from; x <= st.terms.length; x++) gone.push([x, st.terms[x - 1]]);
+    st.terms.length = Math.max(0, from - 1);
+    for (const c of [...st.conf]) if (c >= from) st.conf.delete(c);
+    for (const x of [...st.was.keys()]) if (x >= from) st.was.delete(x);
+    return gone.map(([index, term]) => ({ index, term, t }));
+  };
+  for (const e of LOGEV[k]) {
+    if (e.p > P) break;
+    const r = e.r;
+    switch (e.kind) {
+      case "start": {
+        st.up = true;
+        st.started = true;
+        const n = num(r.last_index);
+        while (st.terms.length < n) st.terms.push(null);
+        if (n > 0 && r.last_term !== undefined && st.terms[n - 1] === null) {
+          st.terms[n - 1] = num(r.last_term);
+        }
+        st.commit = num(r.commit);
+        break;
+      }
+      case "crash": st.up = false; break;
+      case "append": {
+        const from = Math.max(1, num(r.from)), to = Math.max(from - 1, num(r.to));
+        const terms = Array.isArray(r.terms) ? r.terms : [];
+        const gone = cut(from, e.t);
+        while (st.terms.length < from - 1) st.terms.push(null);
+        for (let x = from; x <= to; x++) {
+          st.terms.push(terms.length ? num(terms[x - from]) : null);
+        }
+        for (const g of gone) {
+          if (g.index <= to && g.term !== st.terms[g.index - 1]) st.was.set(g.index, g);
+        }
+        const beyond = gone.filter((g) => g.index > to);
+        st.ghosts = beyond.length ? beyond : st.ghosts.filter((g) => g.index > to);
+        st.lastAppend = e;
+        break;
+      }
+      case "truncate": {
+        // told after the append that replaced the suffix; alone, it removes it itself
+        const a = st.lastAppend;
+        if (a && a.t === e.t && num(a.r.from) <= num(r.index)) break;
+        st.ghosts = cut(num(r.index), e.t);
+        break;
+      }
+      case "commit": st.commit = num(r.index); break;
+      case "snapshot": st.snap = Math.max(st.snap, num(r.index)); break;
+      case "snapshot-installed": {
+        // the snapshot holds committed entries, the same on every server: their terms
+        // are read from the sender's log at that moment
+        const n = num(r.index), src = LANE.get(str(r.source));
+        const from = src === undefined || src === k ? null : logAt(src, e.p).terms;
+        st.snap = n;
+        st.commit = Math.max(st.commit, n);
+        while (st.terms.length < n) st.terms.push(null);
+        for (let x = 1; x <= n; x++) {
+          if (from && from[x - 1] !== null && from[x - 1] !== undefined) {
+            st.terms[x - 1] = from[x - 1];
+          }
+        }
+        break;
+      }
+      case "config": st.conf.add(num(r.index)); break;
+      default: break;
+    }
+  }
+  return st;
+}
+// the ORDER position of the last record at or before t
+function posAt(t) {
+  let lo = 0, hi = ORDER.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (T[ORDER[mid]] <= t) lo = mid + 1; else hi = mid;
+  }
+  return lo - 1;
+}
+// a server's lane state at ORDER position P (records at the same time count in order)
+function segAt(k, P) {
+  let found = null;
+  for (const c of CHANGES[k]) {
+    if (found && c.p > P) break;
+    found = c.st;
+  }
+  return found;
+}
+const TERM_FILL = ["#e7f5ff", "#fff3bf", "#e6fcf5", "#ffe8cc", "#f3f0ff", "#ffdeeb",
+  "#e3fafc", "#f4fce3", "#fff0f6", "#edf2ff"];
+const TERM_LINE = ["#1c7ed6", "#e67700", "#0ca678", "#e8590c", "#7048e8", "#d6336c",
+  "#1098ad", "#5c940d", "#c2255c", "#4263eb"];
+const termHue = (term) => (term === null ? -1 : Math.abs(num(term)) % TERM_FILL.length);
+const CW = 24, CH = 20, CGAP = 3;
+const LOG_TAGS = ["leader", "crashed", "removed", "not started"];
+function logLeft() {
+  let w = 0;
+  for (const s of SERVERS) w = Math.max(w, textW(s, "lg-name"));
+  let tw = 0;
+  for (const tag of LOG_TAGS) tw = Math.max(tw, textW(tag, "lg-tag"));
+  return Math.ceil(18 + w + 8 + tw + 12);
+}
+// The logs of every server at position P as an SVG: one row per server, one box per
+// index with the entry's term inside; committed boxes are filled, uncommitted ones dashed;
+// an entry that replaced a removed one shows the removed term struck out in its corner,
+// and removed entries past the end of the log are drawn as struck-out ghosts.
+function logGrid(P, maxW) {
+  const t = P >= 0 ? T[ORDER[P]] : T0;
+  const states = SERVERS.map((_, k) => logAt(k, P));
+  let last = 0;
+  for (const st of states) {
+    last = Math.max(last, st.terms.length);
+    for (const g of st.ghosts) last = Math.max(last, g.index);
+  }
+  const left = logLeft(), step = CW + CGAP;
+  const fit = Math.max(4, Math.floor((maxW - left - 70) / step));
+  // a long log shows its start as one block, so the recent entries stay readable
+  const first = last > fit ? last - fit + 2 : 1;
+  const blockW = first > 1 ? textW(`1\u2013${first - 1}`, "lc-block-t") + 12 : 0;
+  const x0 = left + (first > 1 ? blockW + CGAP : 0);
+  const cx = (x) => x0 + (x - first) * step;
+  const top = 16;
+  const width = Math.ceil(cx(Math.max(last, first - 1) + 1) + 70);
+  const height = top + SERVERS.length * (CH + 6) + 4;
+  const out = [`<svg class="lg" width="${width}" height="${height}" viewBox="0 0 ${width}` +
+    ` ${height}" data-pos="${P}" data-t="${t}" role="img"` +
+    ` aria-label="the log of every server at ${t.toFixed(3)} s">`];
+  for (let x = first; x <= last; x++) {
+    if (last - first > 30 && x % 5 !== 0 && x !== first && x !== last) continue;
+    out.push(`<text class="lg-idx" x="${f1(cx(x) + CW / 2)}" y="11" text-anchor="middle">` +
+      `${x}</text>`);
+  }
+  SERVERS.forEach((s, k) => {
+    const st = states[k], y = top + k * (CH + 6);
+    const seg = segAt(k, P);
+    let tag = "", tcls = "";
+    if (!st.started && (!seg || seg.absent)) { tag = "not started"; tcls = "off"; }
+    else if (seg && seg.removed) { tag = "removed"; tcls = "removed"; }
+    else if (!st.up || (seg && !seg.up)) { tag = "crashed"; tcls = "off"; }
+    else if (seg && seg.role === "leader") { tag = "leader"; tcls = "leader"; }
+    out.push(`<g class="lg-row${tcls ? " " + tcls : ""}" data-server="${esc(s)}"` +
+      ` data-commit="${st.commit}" data-last="${st.terms.length}">`);
+    out.push(`<circle cx="9" cy="${y + CH / 2}" r="4.5" fill="${serverColor(s)}"/>` +
+      `<text class="lg-name" x="18" y="${y + CH / 2 + 4.5}">${esc(s)}</text>`);
+    if (tag) {
+      out.push(`<text class="lg-tag ${tcls}" x="${f1(18 + textW(s, "lg-name") + 8)}"` +
+        ` y="${y + CH / 2 + 4}">${esc(tag)}</text>`);
+    }
+    if (first > 1 && st.terms.length >= 1) {
+      const n = Math.min(first - 1, st.terms.length);
+      const cls = st.commit >= n ? "c" : "u";
+      out.push(`<g class="lc-block ${cls}"><title>${esc(s)}: indexes 1\u2013${n}` +
+        `${st.commit >= n ? ", committed" : ""}</title><rect x="${left}" y="${y}"` +
+        ` width="${f1(blockW)}" height="${CH}" rx="3"/><text class="lc-block-t"` +
+        ` x="${f1(left + blockW / 2)}" y="${y + CH / 2 + 4}" text-anchor="middle">` +
+        `1\u2013${n}</text></g>`);
+    }
+    for (let x = first; x <= st.terms.length; x++) {
+      const term = st.terms[x - 1], h = termHue(term), committed = x <= st.commit;
+      const status = committed ? "committed" : "not committed";
+      const extra = (x <= st.snap ? " snap" : "") + (st.conf.has(x) ? " conf" : "");
+      const snapBar = x <= st.snap ? `<rect class="lc-snap" x="${f1(cx(x) + 2)}" y="${y + 2}"` +
+        ` width="${CW - 4}" height="2"/>` : "";
+      const was = st.was.get(x);
+      const tt = `${s}: index ${x}, term ${term === null ? "unknown" : term}, ${status}` +
+        (x <= st.snap ? ", in a snapshot" : "") +
+        (st.conf.has(x) ? ", a configuration entry" : "") +
+        (was ? `; it replaced an entry of term ${was.term} removed at ${was.t.toFixed(3)} s`
+          : "");
+      const fill = committed ? (h < 0 ? "#e9ecef" : TERM_FILL[h]) : "#fff";
+      const line = h < 0 ? "#868e96" : TERM_LINE[h];
+      out.push(`<g class="lc ${committed ? "c" : "u"}${extra}" data-index="${x}"` +
+        ` data-term="${term === null ? "" : term}"><title>${esc(tt)}</title>` +
+        `<rect x="${f1(cx(x))}" y="${y}" width="${CW}" height="${CH}" rx="3"` +
+        ` fill="${fill}" stroke="${line}"/><text x="${f1(cx(x) + CW / 2)}"` +
+        ` y="${y + CH / 2 + 4}" text-anchor="middle" fill="${committed ? "#212529" : line}">` +
+        `${term === null ? "?" : term}</text>` +
+        snapBar + (was ? `<path class="lc-was-mark" d="M${f1(cx(x) + CW - 9)} ${y}h9v9z"/>`
+          : "") +
+        (st.conf.has(x) ? `<rect class="lc-conf" x="${f1(cx(x) + 2)}" y="${y + CH - 4}"` +
+          ` width="${CW - 4}" height="2"/>` : "") + "</g>");
+    }
+    for (const g of st.ghosts) {
+      if (g.index < first || g.index <= st.terms.length) continue;
+      out.push(`<g class="lc ghost" data-index="${g.index}" data-term="${g.term ?? ""}">` +
+        `<title>${esc(s)}: the entry of term ${g.term} at index ${g.index} was removed at` +
+        ` ${g.t.toFixed(3)} s (it conflicted with the leader's log)</title>` +
+        `<rect x="${f1(cx(g.index))}" y="${y}" width="${CW}" height="${CH}" rx="3"/>` +
+        `<text x="${f1(cx(g.index) + CW / 2)}" y="${y + CH / 2 + 4}" text-anchor="middle">` +
+        `${g.term === null ? "?" : g.term}</text><path d="M${f1(cx(g.index) + 3)}` +
+        ` ${y + CH - 3}L${f1(cx(g.index) + CW - 3)} ${y + 3}"/></g>`);
+    }
+    const end = cx(Math.max(st.terms.length, first - 1) + 1);
+    if (st.started || st.terms.length) {
+      out.push(`<text class="lg-commit" x="${f1(end + 2)}" y="${y + CH / 2 + 4}">commit ` +
+        `${st.commit}</text>`);
+    }
+    out.push("</g>");
+  });
+  out.push("</svg>");
+  return out.join("");
+}
+
 // ------------------------------------------------------------------ geometry and view
 const wrap = $("rs-diagram-wrap"), svg = $("rs-diagram"), ov = $("rs-overview");
 const tip = $("rs-tooltip"), notice = $("rs-notice"), storyEl = $("rs-story-list");
-const LEFT = 96, RIGHT = 16, AXIS_H = 22, ROW_H = 18, OV_H = 46, DENSE = 2000;
+const RIGHT = 16, AXIS_H = 22, ROW_H = 18, OV_H = 46, DENSE = 2000;
+// room for the longest server name (and its "removed" tag), so no lane label is cut
+const LEFT = Math.max(96, Math.ceil(Math.max(0, ...SERVERS.map((s) =>
+  Math.max(textW(s, "lane-label"), REMOVALS.length ? textW("removed", "lane-removed") : 0)))
+  + 25 + 14));
 const LANE_H = SERVERS.length <= 6 ? 66 : SERVERS.length <= 12 ? 46 : 32;
+const SIDES = 4;
+// appends and truncations get their own row under the lane when there is room
+const LOG_DY = LANE_H >= 60 ? 25 : 14;
 // set once the annotation rows are known (as many as the whole run needs, up to 4)
 let ANN_ROWS = 0, TOP = 0, H = 0;
 const laneY = (k) => TOP + k * LANE_H + LANE_H / 2;
@@ -636,6 +1037,8 @@ function shape(kind, x, y) {
     case "tri-right": return `M${f1(x - 1)} ${f1(y - 6)}l7 6l-7 6z`;
     case "x": return `M${f1(x - 2.8)} ${f1(y - 2.8)}l5.6 5.6M${f1(x + 2.8)} ${f1(y - 2.8)}` +
       "l-5.6 5.6";
+    case "cell": return `M${f1(x - 3)} ${f1(y - 4)}h6v8h-6z`;
+    case "tri-left": return `M${f1(x + 4)} ${f1(y - 5)}v10l-8 -5z`;
     default: {
       const r = kind === "dot" ? 2.6 : kind === "big" ? 6.5 : 3.4;
       return `M${f1(x - r)} ${f1(y)}a${r} ${r} 0 1 0 ${2 * r} 0a${r} ${r} 0 1 0 ${-2 * r} 0z`;
@@ -653,7 +1056,8 @@ function markStyle(m) {
     case "config": case "config-committed": return ["square", "mk-config", 14];
     case "snapshot": case "snapshot-installed": case "send-snapshot":
       return ["circle", "mk-snapshot", 14];
-    case "truncate": return ["square", "mk-truncate", 14];
+    case "append": return ["cell", "mk-append", LOG_DY];
+    case "truncate": return ["tri-left", "mk-truncate", LOG_DY];
     case "timeout-now": case "transfer-start": case "transfer-aborted":
       return ["circle", "mk-transfer", 14];
     case "crash": return ["big", "mk-crash", 0];
@@ -686,10 +1090,12 @@ function defs(x0, x1) {
 function placeLabels(list, rows, x0, x1) {
   const rowEnd = new Array(rows).fill(-Infinity);
   const placed = [];
+  // a label may take up to 45% of the width; a longer one ends with "…" (its whole text
+  // is in the tooltip and the narration); its box is always sized to the measured text
+  const max = Math.max(120, (x1 - x0) * 0.45);
   for (const n of list) {
-    let label = n.label;
-    if (label.length > 42) label = label.slice(0, 41) + "\u2026";
-    const w = label.length * 6.1 + 12;
+    const label = fitText(n.label, max, "", "alabel " + n.cls);
+    const w = textW(label, "", "alabel " + n.cls) + 12;
     let x = X(n.t);
     if (x + w > x1) x = Math.max(x0, x - w);
     const row = rowEnd.findIndex((e) => e < x - 3);
@@ -718,13 +1124,37 @@ function render() {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const out = [defs(x0, x1)];
 
-  // partition periods
+  // network splits: each side of a partition tinted its own colour, a red wall between
+  // neighbouring lanes on different sides; a one-way cut marks its sender's lane
   out.push('<g clip-path="url(#rs-clip)">');
-  for (const band of BANDS) {
-    if (band.t1 < a || band.t0 > b) continue;
-    const l = Math.max(x0, X(band.t0)), r = Math.min(x1, X(band.t1));
-    out.push(`<rect class="band" x="${f1(l)}" y="${AXIS_H}" width="${f1(Math.max(1, r - l))}"` +
-      ` height="${H - AXIS_H}"/>`);
+  for (const p of NETS) {
+    if (p.t1 < a || p.t0 > b) continue;
+    const l = Math.max(x0, X(p.t0)), r = Math.min(x1, X(p.t1)), w = f1(Math.max(1, r - l));
+    out.push(`<g class="partition" data-groups="${esc(p.label)}" data-t0="${p.t0}">`);
+    if (p.sides.length > 1) {
+      SERVERS.forEach((s, k) => {
+        const y = laneY(k) - LANE_H / 2;
+        out.push(`<rect class="side side-${p.side[k] % SIDES}" data-server="${esc(s)}"` +
+          ` data-side="${esc(p.sides[p.side[k]].join(","))}" x="${f1(l)}" y="${f1(y)}"` +
+          ` width="${w}" height="${LANE_H}"/>`);
+        if (k > 0 && p.side[k] !== p.side[k - 1]) {
+          out.push(`<line class="wall" x1="${f1(l)}" x2="${f1(r)}" y1="${f1(y)}"` +
+            ` y2="${f1(y)}"/>`);
+        }
+      });
+    }
+    for (const [src, dst] of p.cuts) {
+      const y = laneY(LANE.get(src)) - LANE_H / 2;
+      out.push(`<rect class="cut" data-cut="${esc(src)}>${esc(dst)}" x="${f1(l)}"` +
+        ` y="${f1(y)}" width="${w}" height="${LANE_H}"/>`);
+      const note = `no messages to ${dst}`;
+      const nx = Math.max(l, x0) + 4;
+      if (nx + textW(note, "cut-note") <= Math.min(r, x1) - 2) {
+        out.push(`<text class="cut-note" x="${f1(nx)}" y="${f1(y + LANE_H - 5)}">` +
+          `${esc(note)}</text>`);
+      }
+    }
+    out.push("</g>");
   }
   out.push("</g>");
 
@@ -746,8 +1176,11 @@ function render() {
   SERVERS.forEach((s, k) => {
     const y = laneY(k);
     out.push(`<g class="lane" data-lane="${esc(s)}">`);
+    const gone = ST[k].removed;
     out.push(`<circle cx="14" cy="${y}" r="5" fill="${serverColor(s)}"/>` +
-      `<text class="lane-label" x="25" y="${y + 4.5}">${esc(s)}</text>`);
+      `<text class="lane-label${gone ? " removed" : ""}" x="25" y="${y + 4.5}">${esc(s)}` +
+      "</text>" + (gone ? `<text class="lane-removed" x="25" y="${y + 18}">removed</text>`
+        : ""));
     out.push('<g clip-path="url(#rs-clip)">');
     out.push(`<line class="lane-guide" x1="${x0}" x2="${x1}" y1="${y}" y2="${y}"/>`);
     let prevTerm = null, prevRole = null, labelEnd = -Infinity, first = true;
@@ -756,36 +1189,43 @@ function render() {
       if (visible) {
         const l = Math.max(x0 - 2, X(g.since)), r = Math.min(x1 + 2, X(g.t1));
         const w = Math.max(0.8, r - l);
+        const note = (text, ny) => {
+          const nx = Math.max(l, x0) + 4;
+          if (nx + textW(text, "seg-note") <= Math.min(r, x1) - 4) {
+            out.push(`<text class="seg-note" x="${f1(nx)}" y="${ny}">${text}</text>`);
+          }
+        };
         if (g.absent) {
           out.push(`<line class="absent" x1="${f1(l)}" x2="${f1(r)}" y1="${y}" y2="${y}"/>`);
+        } else if (g.removed) {
+          out.push(`<rect class="bar removed" x="${f1(l)}" y="${y - 5}" width="${f1(w)}"` +
+            ' height="10"/>');
+          note(g.up ? "removed from the configuration" : "removed, down", y - 8);
         } else if (!g.up) {
           out.push(`<line class="down" x1="${f1(l)}" x2="${f1(r)}" y1="${y}" y2="${y}"/>`);
-          if (w > 70) {
-            out.push(`<text class="seg-note" x="${f1(Math.max(l, x0) + 4)}" y="${y - 6}">` +
-              "crashed</text>");
-          }
+          note("crashed", y - 6);
         } else {
           out.push(`<rect class="bar ${g.role}" x="${f1(l)}" y="${y - 5}" width="${f1(w)}"` +
             ` height="10" rx="2"/>`);
           if (g.paused) {
             out.push(`<rect class="bar paused" x="${f1(l)}" y="${y - 5}" width="${f1(w)}"` +
               ` height="10"/>`);
-            if (w > 70) {
-              out.push(`<text class="seg-note" x="${f1(Math.max(l, x0) + 4)}"` +
-                ` y="${y + 17}">paused</text>`);
-            }
+            note("paused", y + 17);
           }
         }
         hits.push({ k: "bar", x0: l, x1: r, y, g, lane: k });
-        if (g.up && (first || g.term !== prevTerm ||
+        if (g.up && !g.removed && (first || g.term !== prevTerm ||
                      (g.role !== prevRole && g.role !== "follower"))) {
-          const text = "term " + g.term + (g.role !== "follower" ? " \u00b7 " + g.role : "");
-          // a label crowded out by the previous one moves right, within its segment
+          // a label crowded out by the previous one moves right, within its segment; if
+          // even "term N" does not fit there it is left out (the bar's tooltip tells it)
           const lx = Math.max(Math.max(l, x0) + 2, labelEnd + 8);
-          if (lx < Math.min(r, x1) - 24) {
-            out.push(`<text class="term ${g.role}" x="${f1(lx)}" y="${y - 9}">` +
-              `${esc(text)}</text>`);
-            labelEnd = lx + text.length * 5.8;
+          const room = Math.min(r, x1) - 2 - lx;
+          const cls = "term " + g.role;
+          const text = ["term " + g.term + (g.role !== "follower" ? " \u00b7 " + g.role : ""),
+            "term " + g.term].find((c) => textW(c, cls) <= room);
+          if (text) {
+            out.push(`<text class="${cls}" x="${f1(lx)}" y="${y - 9}">${esc(text)}</text>`);
+            labelEnd = lx + textW(text, cls);
           }
           first = false;
         }
@@ -883,6 +1323,13 @@ function render() {
   });
   out.push('<g clip-path="url(#rs-clip)">');
   for (const [cls, d] of Object.entries(marks)) out.push(`<path class="${cls}" d="${d}"/>`);
+  for (const m of REMOVALS) {
+    if (m.t < a || m.t > b) continue;
+    const x = X(m.t), y = laneY(m.k);
+    out.push(`<g class="removed-mark" data-server="${esc(m.server)}"><circle cx="${f1(x)}"` +
+      ` cy="${y}" r="6.5"/><path d="M${f1(x - 4.6)} ${f1(y + 4.6)}l9.2 -9.2"/></g>`);
+    hits.push({ k: "mark", x, y, i: m.i, removed: m.server });
+  }
   out.push("</g>");
 
   // annotation labels, stacked in rows above the lanes
@@ -1085,8 +1532,17 @@ function tipHtml(h) {
   const i = h.k === "mark" ? h.i : h.n.i;
   const r = REC[i];
   const who = r.server == null ? "cluster" : str(r.server);
-  const note = NOTE.get(i);
-  const sentence = note ? (r.server == null ? note : who + " " + note) : "";
+  let note = NOTE.get(i);
+  if (h.removed) {
+    note = `${h.removed} is removed from the cluster: the configuration committed at index` +
+      ` ${str(r.index)} leaves it out`;
+  } else if (!note && r.kind === "append") {
+    const terms = Array.isArray(r.terms) ? ` (term${r.terms.length > 1 ? "s" : ""} ` +
+      `${r.terms.join(", ")})` : "";
+    note = num(r.from) === num(r.to) ? `stored entry ${str(r.from)}${terms} in its log`
+      : `stored entries ${str(r.from)}\u2013${str(r.to)}${terms} in its log`;
+  }
+  const sentence = note ? (r.server == null || h.removed ? note : who + " " + note) : "";
   return `<div class="tt-h">${esc(who)} \u00b7 ${esc(str(r.kind))}` +
     `${r.fault ? " \u00b7 " + esc(str(r.fault)) : ""}</div>` + timeLine(T[i]) +
     (sentence ? `<div class="tt-s">${esc(sentence)}</div>` : "") +
@@ -1117,6 +1573,10 @@ function redrawHover() {
   if (!g) return;
   const out = [];
   const x0 = LEFT, x1 = W - RIGHT;
+  if (logPin !== null && logPin >= view.a && logPin <= view.b) {
+    const x = f1(X(logPin));
+    out.push(`<line class="log-pin" x1="${x}" x2="${x}" y1="${AXIS_H}" y2="${H}"/>`);
+  }
   if (storyMark !== null) {
     const t = T[storyMark];
     if (t >= view.a && t <= view.b) {
@@ -1128,7 +1588,7 @@ function redrawHover() {
   }
   if (cursorX !== null && cursorX >= x0 && cursorX <= x1) {
     const x = f1(cursorX), label = fmtT(tAt(cursorX));
-    const w = label.length * 6 + 10;
+    const w = textW(label, "", "cursor-t") + 10;
     const lx = Math.min(Math.max(x0, x - w / 2), x1 - w);
     out.push(`<line class="cursor" x1="${x}" x2="${x}" y1="${AXIS_H}" y2="${H}"/>` +
       `<g class="cursor-t"><rect x="${f1(lx)}" y="3" width="${f1(w)}" height="15" rx="3"/>` +
@@ -1167,6 +1627,7 @@ function hoverAt(e) {
     if (h) showTip(h, e.clientX, e.clientY); else hideTip();
   }
   nearStory(tAt(p.x));
+  if (logPin === null) showLogs(Math.max(LO, Math.min(HI, tAt(p.x))));
   redrawHover();
 }
 
@@ -1208,10 +1669,13 @@ svg.addEventListener("pointerup", (e) => {
     hovered = null;
   }
   scrollStoryTo(tAt(p.x));
+  logPin = Math.max(LO, Math.min(HI, tAt(p.x)));
+  showLogs(logPin);
   redrawHover();
 });
 svg.addEventListener("pointerleave", () => {
   cursorX = null;
+  showLogs(logPin);
   if (!pinned) { hovered = null; tip.hidden = true; }
   nearStory(null);
   redrawHover();
@@ -1281,7 +1745,7 @@ if (STORY.length) {
     const r = REC[i], s = r.server == null ? "" : str(r.server);
     return `<li data-n="${n}" class="${storyClass(r)}"><time>${T[i].toFixed(3)}</time>` +
       `<b style="color:${serverColor(s)}">${esc(s || "\u2014")}</b>` +
-      `<span>${esc(NOTE.get(i))}</span></li>`;
+      `<span>${NOTE_HTML.has(i) ? NOTE_HTML.get(i) : esc(NOTE.get(i))}</span></li>`;
   }).join("");
 } else {
   storyEl.innerHTML = '<li class="rs-story-empty">Nothing to narrate.</li>';
@@ -1351,6 +1815,70 @@ $("rs-story-filter").addEventListener("input", (e) => {
   for (const li of items) li.hidden = q !== "" && !li.textContent.toLowerCase().includes(q);
 });
 
+// ------------------------------------------------------------------ log view
+const logNow = $("rs-log-now"), logWhen = $("rs-logs-when");
+let logPin = null, logShown = "";
+function showLogs(t) {
+  const P = t === null ? ORDER.length - 1 : posAt(t);
+  const how = t === null ? "end" : t === logPin ? "pin" : "hover";
+  if (logShown === P + how) return;
+  logShown = P + how;
+  logNow.innerHTML = logGrid(P, Math.max(360, logNow.clientWidth || W));
+  const at = P >= 0 ? T[ORDER[P]] : T0;
+  logWhen.textContent = how === "end"
+    ? `at the end of the run (${T1.toFixed(3)} s); hover the diagram to see them at any` +
+      " moment, click it to pin one"
+    : how === "pin" ? `at ${at.toFixed(3)} s (pinned; Esc goes back to the end)`
+    : `at ${at.toFixed(3)} s (under the pointer)`;
+}
+function keySwatch(cls, body) {
+  return `<svg width="${CW + 2}" height="${CH + 2}"><g class="lc ${cls}"><rect x="1" y="1"` +
+    ` width="${CW}" height="${CH}" rx="3" fill="${cls === "c" ? TERM_FILL[2] : "#fff"}"` +
+    ` stroke="${TERM_LINE[2]}"/><text x="${1 + CW / 2}" y="${CH / 2 + 5}"` +
+    ` text-anchor="middle" font-size="11.5" fill="${cls === "c" ? "#212529" :
+      TERM_LINE[2]}">2</text>${body || ""}</g></svg>`;
+}
+$("rs-logs-key").innerHTML = [
+  `<span>${keySwatch("c")}committed entry (the number is its term)</span>`,
+  `<span>${keySwatch("u")}not committed yet</span>`,
+  `<span>${keySwatch("c", `<path class="lc-was-mark" d="M${CW - 8} 1h9v9z"/>`)}` +
+    "replaced a removed entry (hover it)</span>",
+  '<span><svg width="26" height="22"><g class="lc ghost"><rect x="1" y="1" width="24"' +
+    ' height="20" rx="3"/><text x="13" y="15" text-anchor="middle" font-size="11.5">2' +
+    '</text><path d="M4 18L22 4"/></g></svg>removed (truncated) entry</span>',
+  `<span>${keySwatch("c", `<rect class="lc-conf" x="3" y="${CH - 3}" width="${CW - 4}"` +
+    ' height="2"/>')}configuration entry</span>`,
+  `<span>${keySwatch("c", `<rect class="lc-snap" x="3" y="3" width="${CW - 4}"` +
+    ' height="2"/>')}compacted into a snapshot</span>`,
+].join("");
+const SAYS = ORDER.filter((i) => str(REC[i].kind) === "say");
+function buildFrames() {
+  if (!SAYS.length || !SERVERS.length) return;
+  const maxW = Math.max(360, logNow.clientWidth || W);
+  const frame = (i, P, caption) => `<figure class="rs-frame" data-record="${i}">` +
+    `<figcaption><time>${T[i].toFixed(3)} s</time>${caption}</figcaption>` +
+    `${logGrid(P, maxW)}</figure>`;
+  const parts = SAYS.map((i) => frame(i, POS[i],
+    NOTE_HTML.has(i) ? NOTE_HTML.get(i) : esc(str(REC[i].text))));
+  const endI = ORDER[ORDER.length - 1];
+  const later = new Set(["start", "crash", "append", "truncate", "commit", "role", "fault",
+    "snapshot", "snapshot-installed", "config-committed"]);
+  if (ORDER.slice(POS[SAYS[SAYS.length - 1]] + 1).some((i) => later.has(str(REC[i].kind)))) {
+    parts.push(frame(endI, ORDER.length - 1, "<em>the end of the run</em>"));
+  }
+  $("rs-frames").innerHTML = parts.join("");
+  $("rs-frames-wrap").hidden = false;
+}
+$("rs-frames").addEventListener("click", (e) => {
+  const fig = e.target.closest("figure[data-record]");
+  if (!fig || e.target.closest("a")) return;
+  const t = T[Number(fig.dataset.record)], span = view.b - view.a;
+  logPin = t;
+  showLogs(t);
+  if (t < view.a || t > view.b) setView(t - span / 2, t + span / 2, false);
+  else redrawHover();
+});
+
 // ------------------------------------------------------------------ toolbar, legend, stats
 $("rs-fit").addEventListener("click", () => setView(LO, HI, true));
 $("rs-zoom-in").addEventListener("click",
@@ -1374,7 +1902,13 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "0" || e.key === "f") setView(LO, HI, true);
   else if (e.key === "ArrowLeft") setView(view.a - span * 0.2, view.b - span * 0.2, true);
   else if (e.key === "ArrowRight") setView(view.a + span * 0.2, view.b + span * 0.2, true);
-  else if (e.key === "Escape") { hideTip(); hovered = null; redrawHover(); }
+  else if (e.key === "Escape") {
+    hideTip();
+    hovered = null;
+    logPin = null;
+    showLogs(null);
+    redrawHover();
+  }
 });
 window.addEventListener("resize", schedule);
 document.addEventListener("pointerdown", (e) => {
@@ -1428,6 +1962,10 @@ function buildLegend() {
     it(swatchMark("dot", "mk-vote"), "vote given"), it(swatchMark("dot", "mk-vote-no"),
       "vote refused"), it(swatchMark("tri-down", "mk-stepdown"), "step down"),
     it(swatchMark("square", "mk-config"), "configuration"),
+    it(swatchMark("cell", "mk-append"), "log append"),
+    it(swatchMark("tri-left", "mk-truncate"), "log truncated"),
+    it('<svg width="14" height="14"><g class="removed-mark"><circle cx="7" cy="7" r="5.5"/>' +
+      '<path d="M3.2 10.8l7.6 -7.6"/></g></svg>', "removed from the cluster"),
     it(swatchMark("circle", "mk-snapshot"), "snapshot"),
     it('<svg width="14" height="14"><path class="mk-crash" d="' + shape("big", 7, 7) +
       '"/><path class="mk-crash-x" d="' + shape("x", 7, 7) + '"/></svg>', "crash"),
@@ -1436,8 +1974,10 @@ function buildLegend() {
     it(swatchLine("#2f9e44", "4 3", false), "heal / restart"),
     it(swatchLine("#7048e8", "4 3", false), "API call"),
     it(swatchLine("#868e96", "4 3", false), "narration"),
-    it('<svg width="20" height="12"><rect x="0" y="0" width="20" height="12" fill="#fff0f0"' +
-      ' stroke="#ffc9c9"/></svg>', "partitioned")];
+    it('<svg width="20" height="14"><rect class="side-0" x="0" y="0" width="20" height="7"/>' +
+      '<rect class="side-1" x="0" y="7" width="20" height="7"/><line class="wall" x1="0"' +
+      ' x2="20" y1="7" y2="7"/></svg>', "partition: one tint per side, a wall between",
+      "lanes with the same tint can talk; nothing crosses a red wall")];
   $("rs-legend").innerHTML =
     `<span class="grp"><b>Role</b>${roles.join("")}</span>` +
     `<span class="grp"><b>Messages</b>${msgs.join("")}</span>` +
@@ -1472,6 +2012,8 @@ if (REC.length) {
 }
 $("rs-stats").textContent = statBits.join(" \u00b7 ");
 render();
+showLogs(null);
+buildFrames();
 document.body.dataset.ready = "1";
 })();
 """
