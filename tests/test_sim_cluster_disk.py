@@ -58,12 +58,15 @@ def test_crash_disk_with_a_write_cache_loses_acknowledged_entries_at_a_crash() -
     never happens; here the leader, which counts those entries as matched, keeps
     committing with the other follower."""
     with Cluster(3, seed=5, disk="crashdisk", sync_every=16) as cluster:
-        write(cluster, 40)
         leader = cluster.wait_for_leader()
         follower = next(sid for sid in cluster.ids if sid != leader)
         storage = cluster.servers[follower].storage
         assert isinstance(storage, CrashDiskStorage)
-        assert storage.unsynced > 0
+        server = cluster.servers[leader]
+        writes = [cluster.loop.create_task(server.propose(encode_put(f"k{i}", b"%d" % i),
+                                                          timeout=60.0)) for i in range(40)]
+        # crash it before a commit index covering its unsynced entries makes it sync them
+        assert cluster.run_until(lambda: storage.unsynced > 0, 5.0, step=0.0002)
         acknowledged = storage.last_index
         cluster.crash(follower)
         assert storage.last_index < acknowledged
@@ -74,6 +77,8 @@ def test_crash_disk_with_a_write_cache_loses_acknowledged_entries_at_a_crash() -
         cluster.restart(follower)
         node = cluster.servers[follower].node
         assert node is not None and node.log.last_index < acknowledged
+        assert cluster.run_until(lambda: all(w.done() for w in writes), 10.0)
+        assert all(w.result() for w in writes)
         write(cluster, 5, prefix="after-")
         assert len(cluster.servers[leader].kv.digest()) == 45
 
