@@ -735,3 +735,19 @@ def test_the_writability_probe_names_what_failed(tmp_path: Path) -> None:
         probe_writable(tmp_path / "file" / "data")
     assert caught.value.operation == "mkdir" and caught.value.errno in (errno.ENOTDIR,
                                                                          errno.EEXIST)
+
+
+# ---------------------------------------------------------------------- trailing logs
+
+
+def test_compaction_keeps_trailing_entries_on_disk_across_a_restart(tmp_path: Path) -> None:
+    disk = Disk(tmp_path, segment_bytes=60, trailing_logs=5)
+    disk.memory = MemoryStorage(trailing_logs=5)
+    disk.save((None, entries(1, 30), None))
+    expected = disk.save((None, (), Snapshot(20, 1, b"c", b"s20")))
+    assert [e.index for e in expected.entries] == list(range(16, 31))
+    assert int(segments(tmp_path)[0][4:24]) <= 16  # segments only before 16 were removed
+    assert disk.reload() == expected
+    # a restart with fewer trailing entries keeps fewer (and removes whole segments)
+    state = reload(tmp_path, segment_bytes=60, trailing_logs=2)
+    assert [e.index for e in state.entries] == list(range(19, 31))
