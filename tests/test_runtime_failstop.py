@@ -7,15 +7,28 @@ server that swallows the error, as the zombie follower of issue 10 did) is caugh
 from __future__ import annotations
 
 import errno
+import random
 
 import pytest
 
 from raftsim.check.invariants import InvariantChecker
+from raftsim.core.configuration import Configuration, ServerInfo
+from raftsim.core.node import bootstrap_state
+from raftsim.core.settings import NodeSettings
 from raftsim.runtime.errors import RequestFailed, ServerStopped
 from raftsim.runtime.kv import encode_put
+from raftsim.runtime.server import Server
 from raftsim.sim.cluster import Cluster
+from raftsim.sim.loop import VirtualTimeLoop
 from raftsim.storage.base import StorageError
 from raftsim.storage.crashdisk import CrashDiskStorage
+
+
+class Nowhere:
+    """A one-server cluster sends nothing."""
+
+    def send(self, target: str, data: bytes, meta: object = None) -> None:
+        pass
 
 
 def records(cluster: Cluster, kind: str) -> list[dict[str, object]]:
@@ -175,3 +188,43 @@ def test_disk_faults_are_validated() -> None:
             cluster.fail_disk("s1", "melt")
         storage = cluster.servers["s1"].storage
         assert isinstance(storage, CrashDiskStorage) and storage.faults == 0
+
+
+def test_group_commit_fails_every_submitted_command_and_applies_nothing() -> None:
+    """The live servers' mode: the Readies of one turn share one save; when it fails,
+    none of them is acted on and every command submitted in the turn fails."""
+    loop = VirtualTimeLoop()
+    storage = CrashDiskStorage(random.Random(3), name="solo")
+    hard_state, entries = bootstrap_state(Configuration((ServerInfo("solo", "x:1"),)))
+    storage.save(hard_state, tuple(entries), None)
+    events: list[tuple[str, dict[str, object]]] = []
+    stopped: list[Exception] = []
+    server = Server("solo", settings=NodeSettings(), rng=random.Random(1), storage=storage,
+                    transport=Nowhere(), loop=loop, group_commit=True,
+                    observer=lambda sid, term, kind, fields: events.append((kind, fields)))
+    server.on_storage_failure = stopped.append
+    try:
+        server.start()
+        loop.run_for(1.0)
+        applied = server.kv.applied_index
+        storage.fail_next("fsync", error=errno.EIO)
+        outcomes: list[object] = []
+        for k in range(3):
+            server.submit(encode_put(f"k{k}", b"v"), outcomes.append)
+        loop.run_for(0.5)
+        assert [type(o) for o in outcomes] == [ServerStopped] * 3
+        assert not server.running and len(stopped) == 1
+        failure = next(fields for kind, fields in events if kind == "storage-failure")
+        assert failure == {"file": "solo/wal", "operation": "fsync", "errno": errno.EIO,
+                           "error": "Input/output error"}
+        assert server.kv.applied_index == applied
+        assert storage.unsynced == 0  # the failed fsync left what a crash would
+        server.start()  # recovers from what the disk holds, and commits that
+        loop.run_for(1.0)
+        assert server.running and server.storage_failure is None
+        node = server.node
+        assert node is not None
+        assert server.kv.applied_index == node.commit_index == node.log.last_index
+    finally:
+        server.crash()
+        loop.close()
