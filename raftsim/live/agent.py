@@ -22,6 +22,7 @@ acknowledged writes. It also refuses to start on a data directory it cannot writ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import signal
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 #: Live timing: real processes share CPUs and fsync, so leaders are given more slack than
 #: in the simulator (hashicorp/raft's defaults are slower still).
 LIVE_SETTINGS = NodeSettings(heartbeat_interval=0.1, election_timeout_min=1.0,
-                             election_timeout_max=2.0, trailing_logs=DEFAULT_TRAILING_LOGS)
+                             election_timeout_max=2.0)
 #: Compact the log after this many applied entries (hashicorp/raft's SnapshotThreshold).
 DEFAULT_SNAPSHOT_THRESHOLD = 8192
 
@@ -74,6 +75,8 @@ class AgentConfig:
     acl_token: str | None = None
     fsync: Literal["always", "never"] = "always"
     snapshot_threshold: int = DEFAULT_SNAPSHOT_THRESHOLD
+    #: entries a compaction keeps before its snapshot (hashicorp/raft's TrailingLogs)
+    trailing_logs: int = DEFAULT_TRAILING_LOGS
     settings: NodeSettings = LIVE_SETTINGS
     links: LinkSettings = field(default_factory=LinkSettings)
 
@@ -86,6 +89,8 @@ class AgentConfig:
             raise ValueError(f"--peer names this server's own id {self.server_id!r}")
         if self.snapshot_threshold < 0:
             raise ValueError("the snapshot threshold must be >= 0 (0: never compact)")
+        if self.trailing_logs < 0:
+            raise ValueError("the trailing logs must be >= 0")
         if self.fsync not in ("always", "never"):
             raise ValueError(f"fsync must be 'always' or 'never', not {self.fsync!r}")
 
@@ -151,7 +156,7 @@ class Agent:
                                f"{exc.strerror} (the data directory {config.data_dir} "
                                "must be writable)") from exc
         storage = FileStorage(config.data_dir, fsync=config.fsync,
-                              trailing_logs=config.settings.trailing_logs)
+                              trailing_logs=config.trailing_logs)
         self.storage = storage
         state = storage.load()
         empty = (state.hard_state.term == 0 and not state.entries and state.snapshot is None)
@@ -167,7 +172,8 @@ class Agent:
                                  peers=config.peers, settings=config.links)
         self.transport = transport
         state_log = StateLog()
-        server = Server(config.server_id, settings=config.settings, rng=random.Random(),
+        settings = dataclasses.replace(config.settings, trailing_logs=config.trailing_logs)
+        server = Server(config.server_id, settings=settings, rng=random.Random(),
                         storage=storage, transport=transport, loop=self.loop,
                         observer=state_log, snapshot_threshold=config.snapshot_threshold,
                         group_commit=True)
