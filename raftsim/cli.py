@@ -266,7 +266,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
             server_id=args.id, node_name=args.node_name, rpc=args.rpc, http=args.http,
             data_dir=Path(args.data_dir), peers=peers, bootstrap=args.bootstrap,
             acl_token=_acl_token(args), fsync=args.fsync,
-            snapshot_threshold=args.snapshot_threshold,
+            snapshot_threshold=args.snapshot_threshold, trailing_logs=args.trailing_logs,
             links=LinkSettings(idle_timeout=args.rpc_idle_timeout,
                                frame_timeout=args.rpc_frame_timeout))
     except ValueError as exc:
@@ -330,6 +330,9 @@ def _add_live_commands(sub: Any, bench_sub: Any) -> None:
     agent.add_argument("--snapshot-threshold", type=_non_negative_int, default=8192,
                        metavar="N", help="compact the log every N applied entries "
                                          "(default 8192; 0: never)")
+    agent.add_argument("--trailing-logs", type=_non_negative_int, default=10240, metavar="N",
+                       help="entries a compaction keeps before the snapshot, so a follower "
+                            "this far behind catches up from the log (default 10240)")
     agent.add_argument("--rpc-idle-timeout", type=_positive_float, default=5.0,
                        metavar="SECONDS",
                        help="close an RPC connection silent this long (default 5)")

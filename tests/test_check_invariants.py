@@ -309,7 +309,7 @@ def test_every_invariant_has_a_sentence_and_a_firing_test() -> None:
         "election-safety", "vote-once", "leader-append-only", "log-matching",
         "leader-completeness", "state-machine-safety", "durability",
         "current-term-commit", "single-uncommitted-config", "served-configuration",
-        "acknowledged-writes"}
+        "acknowledged-writes", "fail-stop"}  # fail-stop: tests/test_runtime_failstop.py
     assert all(text.strip() for text in INVARIANTS.values())
 
 

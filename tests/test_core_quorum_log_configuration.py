@@ -125,6 +125,24 @@ def test_compact_keeps_the_suffix_after_a_matching_snapshot_point() -> None:
     assert log.term_at(2) is None
 
 
+def test_compact_keeps_trailing_entries_before_the_snapshot_point() -> None:
+    """hashicorp/raft's TrailingLogs: entries before the snapshot stay, so a follower a
+    little behind is sent them instead of the snapshot."""
+    log = RaftLog(entries(1, 1, 2, 2, 3, 3))
+    log.compact(4, 2, keep=2)
+    assert (log.snapshot_index, log.first_index, log.oldest_index) == (4, 5, 3)
+    assert [log.term_at(i) for i in range(1, 7)] == [None, None, 2, 2, 3, 3]
+    assert [e.index for e in log.slice(0, 10)] == [3, 4, 5, 6]
+    log.compact(6, 3, keep=2)  # the window moves on
+    assert log.oldest_index == 5 and (log.last_index, log.last_term) == (6, 3)
+    log.truncate_from(3)  # a conflict never reaches below the snapshot
+    assert [e.index for e in log.slice(0, 10)] == [5, 6]
+    restarted = RaftLog(log.slice(0, 10), 6, 3)  # as storage hands them back
+    assert restarted.oldest_index == 5 and restarted.first_index == 7
+    with pytest.raises(ValueError, match="not contiguous with the snapshot at 6"):
+        RaftLog(entries(1, 1, 9, start=5), 6, 3)  # the term at the snapshot differs
+
+
 def test_compact_discards_the_whole_log_when_the_snapshot_does_not_match() -> None:
     """Paper §7: "Usually the snapshot will contain new information not already in the
     recipient's log. In this case, the follower discards its entire log; it is all

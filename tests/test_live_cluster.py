@@ -204,9 +204,9 @@ def test_removing_a_live_server_leaves_it_running_and_the_others_undisturbed(
 def test_a_server_down_while_the_log_was_compacted_catches_up_by_install_snapshot(
         tmp_path: Path) -> None:
     """The live half of the snapshot check (the simulator's does 10,000 entries): with a
-    snapshot every 50 entries, a follower down for 400 writes comes back through
-    InstallSnapshot."""
-    extra = ["--rpc-idle-timeout", "2", "--snapshot-threshold", "50"]
+    snapshot every 50 entries and 100 trailing entries kept, a follower down for 400
+    writes comes back through InstallSnapshot."""
+    extra = ["--rpc-idle-timeout", "2", "--snapshot-threshold", "50", "--trailing-logs", "100"]
     with AgentProcesses(tmp_path, extra=extra) as cluster:
         cluster.start()
         leader = cluster.wait_for_leader()
@@ -223,6 +223,33 @@ def test_a_server_down_while_the_log_was_compacted_catches_up_by_install_snapsho
         wait_until(lambda: caught_up([cluster.url(s.id) for s in cluster.plan]), 30.0,
                    "the lagging server caught up")
         assert f"{lagging}: installed a snapshot" in cluster.log(lagging)
+        expected = dict([("before", b"0"), *items])
+        assert asyncio.run(get_many(cluster.url(lagging), list(expected))) == expected
+
+
+def test_a_follower_down_for_thousands_of_writes_catches_up_from_the_trailing_log(
+        tmp_path: Path) -> None:
+    """hashicorp/raft's TrailingLogs (10,240 by default): compaction keeps the entries
+    before the snapshot, so a follower that missed 2,000 writes is sent them, not the
+    snapshot, although the leader compacted 40 times meanwhile."""
+    extra = ["--rpc-idle-timeout", "2", "--snapshot-threshold", "50"]
+    with AgentProcesses(tmp_path, extra=extra) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader()
+        lagging = next(s.id for s in cluster.plan if s.id != leader)
+        asyncio.run(put_many([cluster.url(leader)], [("before", b"0")], concurrency=1))
+        wait_until(lambda: caught_up([cluster.url(s.id) for s in cluster.plan]), 15.0,
+                   "every server caught up")
+        down_at = int(cluster.stats(lagging)["last_log_index"])
+        cluster.kill(lagging)
+        items = [(f"k{i}", b"v%d" % i) for i in range(2000)]
+        asyncio.run(put_many([cluster.url(leader)], items, concurrency=16))
+        assert int(cluster.stats(leader)["last_snapshot_index"]) > down_at + 50
+        cluster.start(lagging)
+        wait_until(lambda: caught_up([cluster.url(s.id) for s in cluster.plan]), 30.0,
+                   "the lagging server caught up")
+        installed = cluster.log(lagging).count(f"{lagging}: installed a snapshot")
+        assert installed == 0
         expected = dict([("before", b"0"), *items])
         assert asyncio.run(get_many(cluster.url(lagging), list(expected))) == expected
 

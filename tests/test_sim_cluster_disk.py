@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from raftsim.core.settings import NodeSettings
 from raftsim.runtime.errors import RequestFailed
 from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
@@ -58,12 +59,15 @@ def test_crash_disk_with_a_write_cache_loses_acknowledged_entries_at_a_crash() -
     never happens; here the leader, which counts those entries as matched, keeps
     committing with the other follower."""
     with Cluster(3, seed=5, disk="crashdisk", sync_every=16) as cluster:
-        write(cluster, 40)
         leader = cluster.wait_for_leader()
         follower = next(sid for sid in cluster.ids if sid != leader)
         storage = cluster.servers[follower].storage
         assert isinstance(storage, CrashDiskStorage)
-        assert storage.unsynced > 0
+        server = cluster.servers[leader]
+        writes = [cluster.loop.create_task(server.propose(encode_put(f"k{i}", b"%d" % i),
+                                                          timeout=60.0)) for i in range(40)]
+        # crash it before a commit index covering its unsynced entries makes it sync them
+        assert cluster.run_until(lambda: storage.unsynced > 0, 5.0, step=0.0002)
         acknowledged = storage.last_index
         cluster.crash(follower)
         assert storage.last_index < acknowledged
@@ -74,6 +78,8 @@ def test_crash_disk_with_a_write_cache_loses_acknowledged_entries_at_a_crash() -
         cluster.restart(follower)
         node = cluster.servers[follower].node
         assert node is not None and node.log.last_index < acknowledged
+        assert cluster.run_until(lambda: all(w.done() for w in writes), 10.0)
+        assert all(w.result() for w in writes)
         write(cluster, 5, prefix="after-")
         assert len(cluster.servers[leader].kv.digest()) == 45
 
@@ -149,3 +155,37 @@ def test_requests_fail_cleanly_when_the_leader_crashes_midway() -> None:
 
         cluster.run(write_then_crash())
         cluster.wait_for_leader()
+
+
+@pytest.mark.parametrize("trailing_logs", [5000, 0])
+def test_trailing_logs_let_a_restarted_follower_catch_up_from_the_log(
+        trailing_logs: int) -> None:
+    """hashicorp/raft's TrailingLogs: compaction keeps entries before the snapshot, so a
+    follower that missed a few thousand writes gets them as AppendEntries; without
+    them it needs an InstallSnapshot."""
+    settings = NodeSettings(trailing_logs=trailing_logs)
+    with Cluster(3, seed=8, settings=settings, snapshot_threshold=500,
+                 disk="crashdisk") as cluster:
+        leader = cluster.wait_for_leader()
+        follower = next(sid for sid in cluster.ids if sid != leader)
+        cluster.crash(follower)
+        write(cluster, 3000)
+        node = cluster.servers[leader].node
+        assert node is not None and node.log.snapshot_index >= 2500
+        storage = cluster.servers[leader].storage
+        if trailing_logs:  # the kept entries are in memory and on disk
+            assert node.log.oldest_index == 1
+            assert storage.load().entries[0].index == 1
+        else:
+            assert node.log.oldest_index == node.log.snapshot_index + 1
+        cluster.restart(follower)
+        assert cluster.run_until(lambda: converged(cluster), 10.0)
+        restarted = cluster.servers[follower]
+        assert restarted.kv.digest() == cluster.servers[leader].kv.digest()
+        assert cluster.recorder is not None
+        install_snapshots = [r for r in cluster.recorder.records
+                             if r["kind"] == "send" and r.get("msg") == "InstallSnapshot"]
+        if trailing_logs:
+            assert install_snapshots == []
+        else:
+            assert install_snapshots and {r["to"] for r in install_snapshots} == {follower}

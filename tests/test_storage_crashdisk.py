@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import random
 
 import pytest
 
 from raftsim.core.messages import Entry, HardState, Snapshot
-from raftsim.storage.base import PersistentState
+from raftsim.storage.base import PersistentState, StorageError
 from raftsim.storage.crashdisk import CrashDiskStorage
 from raftsim.storage.memory import MemoryStorage
 
@@ -17,9 +18,11 @@ def entries(first: int, last: int, term: int = 1) -> tuple[Entry, ...]:
 
 
 def five_saves(disk: CrashDiskStorage | MemoryStorage) -> None:
-    """Saves 1..5 write two entries each, and a new hard state each."""
+    """Saves 1..5 write two entries each, and a new hard state each (whose commit index
+    lags, as a follower's does, so it covers only synced entries)."""
     for n in range(5):
-        disk.save(HardState(n + 1, "a", 2 * n), entries(2 * n + 1, 2 * n + 2), None)
+        disk.save(HardState(n + 1, "a", max(0, 2 * n - 4)), entries(2 * n + 1, 2 * n + 2),
+                  None)
 
 
 def test_it_answers_like_memory_storage_until_a_crash() -> None:
@@ -59,7 +62,7 @@ def crashed(seed: int, sync_every: int = 3) -> tuple[PersistentState, Persistent
 def test_with_sync_every_3_a_crash_loses_only_unsynced_entries(seed: int) -> None:
     before, after, lost = crashed(seed)
     assert before.entries == list(entries(1, 10))
-    assert after.hard_state == HardState(5, "a", 8)  # hard state is always synced
+    assert after.hard_state == HardState(5, "a", 4)  # hard state is always synced
     assert len(after.entries) >= 6  # saves 1..3 were synced
     assert after.entries == before.entries[: len(after.entries)]
     assert lost == 10 - len(after.entries)
@@ -105,3 +108,67 @@ def test_an_unsynced_conflict_truncation_recovers_a_prefix_of_one_log(seed: int)
 def test_the_write_policy_is_validated() -> None:
     with pytest.raises(ValueError, match="sync_every"):
         CrashDiskStorage(random.Random(0), sync_every=0)
+
+
+# ---------------------------------------------------------------------- faults
+
+
+def test_a_hard_state_whose_commit_covers_unsynced_entries_syncs_them_first() -> None:
+    """So the durable commit index never points past the durable log (strict recovery
+    would refuse such a state, and a crash must never produce one)."""
+    disk = CrashDiskStorage(random.Random(2), sync_every=10)
+    disk.save(HardState(1), entries(1, 4), None)
+    assert disk.unsynced == 4
+    disk.save(HardState(1, None, 3), (), None)
+    assert disk.unsynced == 0
+    disk.crash()
+    assert disk.load().hard_state.commit <= disk.last_index == 4
+
+
+def test_an_open_fault_writes_nothing_and_names_file_operation_and_errno() -> None:
+    disk = CrashDiskStorage(random.Random(1), name="s3")
+    disk.save(HardState(1), entries(1, 2), None)
+    before = disk.load()
+    disk.fail_next("open")
+    with pytest.raises(StorageError) as caught:
+        disk.save(HardState(2), entries(3, 5), None)
+    assert (caught.value.operation, caught.value.path, caught.value.errno) == (
+        "open", "s3/wal", errno.EMFILE)
+    assert str(caught.value) == "open s3/wal: [Errno 24] Too many open files"
+    assert disk.load() == before and disk.faults == 1
+    disk.save(HardState(2), entries(3, 5), None)  # one fault fails one save
+    assert disk.last_index == 5
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_write_fault_leaves_a_prefix_and_an_fsync_fault_what_a_crash_leaves(
+        seed: int) -> None:
+    for operation in ("write", "fsync"):
+        disk = CrashDiskStorage(random.Random(seed))
+        disk.save(HardState(1), entries(1, 2), None)
+        disk.fail_next(operation)
+        with pytest.raises(StorageError, match=f"^{operation} disk/wal: "):
+            disk.save(HardState(2), entries(3, 8), None)
+        got = disk.load()
+        assert got.hard_state == HardState(1)  # written after the entries: never reached
+        assert got.entries == list(entries(1, len(got.entries)))
+        assert 2 <= len(got.entries) <= (7 if operation == "write" else 8)
+        if operation == "fsync":
+            assert disk.unsynced == 0
+
+
+def test_seeded_faults_come_from_the_disk_rng() -> None:
+    def failures(seed: int) -> list[int]:
+        disk = CrashDiskStorage(random.Random(seed), fault_rate=0.2)
+        failed = []
+        for n in range(1, 60):
+            try:
+                disk.save(HardState(1), entries(disk.last_index + 1, disk.last_index + 1), None)
+            except StorageError:
+                failed.append(n)
+        return failed
+
+    assert failures(4) == failures(4) and failures(4) != failures(5)
+    assert 3 <= len(failures(4)) <= 25
+    with pytest.raises(ValueError, match="fault_rate must be between 0 and 1"):
+        CrashDiskStorage(random.Random(0), fault_rate=1.5)

@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 
 import raftsim.storage.file as file_module
 from raftsim.core.messages import Entry, EntryKind, HardState, Snapshot
-from raftsim.storage.base import PersistentState
-from raftsim.storage.file import FileStorage, StorageCorruptionError
+from raftsim.storage.base import PersistentState, StorageError
+from raftsim.storage.file import FileStorage, StorageCorruptionError, probe_writable
 from raftsim.storage.memory import MemoryStorage
+
+#: a hard state whose term is above every entry's in these tests
+TERM = HardState(9)
 
 
 def entries(first: int, last: int, term: int = 1, size: int = 8) -> tuple[Entry, ...]:
@@ -70,9 +73,15 @@ class Disk:
         self.directory = directory
         self.options = options
         self.memory = MemoryStorage()
+        self.fresh = True
 
     def save(self, *saves: tuple[Any, ...]) -> PersistentState:
-        """Open, apply ``saves`` to both, compare, close; return the expected state."""
+        """Open, apply ``saves`` to both, compare, close; return the expected state.
+        A fresh disk first gets the hard state of a term above every test entry's (a
+        Raft server never writes an entry of a term it has not reached)."""
+        if self.fresh:
+            self.fresh = False
+            saves = ((TERM, (), None), *saves)
         with opened(self.directory, **self.options) as storage:
             for hard_state, batch, snapshot in saves:
                 storage.save(hard_state, batch, snapshot)
@@ -210,7 +219,10 @@ def test_compacting_the_whole_log_leaves_no_segments(tmp_path: Path) -> None:
 
 def test_saves_no_raft_node_makes_are_refused(tmp_path: Path) -> None:
     with opened(tmp_path) as storage:
-        storage.save(None, entries(1, 5), None)
+        with pytest.raises(ValueError, match="an entry or snapshot of term 1 cannot be saved "
+                                             "while the term is 0"):
+            storage.save(None, entries(1, 5), None)  # an entry of a term not yet reached
+        storage.save(TERM, entries(1, 5), None)
         storage.save(None, (), Snapshot(2, 1, b""))
         with pytest.raises(ValueError, match="do not attach"):
             storage.save(None, entries(9, 9), None)  # a gap
@@ -252,12 +264,15 @@ def test_fsync_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: s
         return len(calls)
 
     with opened(tmp_path, fsync=policy) as storage:
+        storage.save(HardState(1, "a", 0), (), None)
         first = fsyncs(lambda: storage.save(None, entries(1, 3), None))  # creates a segment
         group = fsyncs(lambda: storage.save(None, entries(4, 50), None))
         hard = fsyncs(lambda: storage.save(HardState(1, "a", 3), (), None))
         both = fsyncs(lambda: storage.save(HardState(2, "a", 50), entries(51, 60), None))
     if policy == "always":
-        assert (first, group, hard, both) == (2, 1, 2, 3)  # +dir; ONE for 47 entries; tmp+dir
+        # +dir; ONE for 47 entries; tmp+dir; the new term first (tmp+dir), the entries,
+        # then the commit index (tmp+dir)
+        assert (first, group, hard, both) == (2, 1, 2, 5)
     else:
         assert (first, group, hard, both) == (0, 0, 0, 0)
         assert fsyncs(lambda: reload(tmp_path, fsync="never")) == 0
@@ -322,7 +337,7 @@ def test_a_torn_tail_is_dropped_with_a_warning(
     # The log continues where the good records end, and the next start is clean.
     caplog.clear()
     disk.memory = MemoryStorage()
-    disk.memory.save(None, entries(1, survivors), None)
+    disk.memory.save(TERM, entries(1, survivors), None)
     expected = disk.save((None, entries(survivors + 1, 8, term=2), None))
     assert disk.reload() == expected
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -495,15 +510,19 @@ def test_a_crash_anywhere_in_save_recovers_a_state_in_between(
         if finished:
             assert got == post
             break
-        assert got.hard_state in (pre.hard_state, post.hard_state)
-        if got.hard_state != pre.hard_state:
-            assert got == post
-        elif got.snapshot != mid.snapshot:
-            assert (got.snapshot, got.entries) == (pre.snapshot, pre.entries)
-        else:
-            n = len(got.entries)
-            assert n >= base, "entries the save did not replace were lost"
-            assert got.entries in (mid.entries[:n], post.entries[:n])
+        # a new term is written before anything else, with the old commit index
+        new_term = HardState(post.hard_state.term, post.hard_state.voted_for,
+                             pre.hard_state.commit)
+        assert got.hard_state in (pre.hard_state, new_term, post.hard_state)
+        if got.hard_state == post.hard_state and post.hard_state != new_term:
+            assert got == post  # the commit index is written last
+        if got != post:
+            if got.snapshot != mid.snapshot:
+                assert (got.snapshot, got.entries) == (pre.snapshot, pre.entries)
+            else:
+                n = len(got.entries)
+                assert n >= base, "entries the save did not replace were lost"
+                assert got.entries in (mid.entries[:n], post.entries[:n])
         crash_at += 1
     assert crash_at > 5
 
@@ -513,45 +532,59 @@ def test_a_crash_anywhere_in_save_recovers_a_state_in_between(
 
 @st.composite
 def save_calls(draw: st.DrawFn, memory: MemoryStorage) -> tuple[Any, ...]:
-    """One save() a Raft node could make, given what ``memory`` holds."""
+    """One save() a Raft node could make, given what ``memory`` holds: the term never
+    falls and covers every entry's, committed entries are never truncated, a snapshot
+    from a leader lies at or past the commit index, the commit index stays within the
+    log."""
     state = memory.load()
+    stored = state.hard_state
     offset = state.snapshot.index if state.snapshot else 0
     last = memory.last_index
+    commit = stored.commit
+    term = max(stored.term, 1)
+    if draw(st.booleans()):
+        term = draw(st.integers(term, 9))
     snapshot = None
     if draw(st.integers(0, 4)) == 0:
-        index = draw(st.integers(offset + 1, last + 3))
+        index = draw(st.integers(max(offset + 1, commit), last + 3))
         term_at = {e.index: e.term for e in state.entries}.get(index)
         if term_at is not None and draw(st.booleans()):
-            term = term_at  # compaction
+            snapshot_term = term_at  # compaction
         else:
-            term = draw(st.integers(1, 9).filter(lambda t: t != term_at))  # install
-        snapshot = Snapshot(index, term, draw(st.binary(max_size=4)), draw(st.binary(max_size=40)))
+            snapshot_term = draw(st.integers(1, term))  # install (a compaction if equal)
+        snapshot = Snapshot(index, snapshot_term, draw(st.binary(max_size=4)),
+                            draw(st.binary(max_size=40)))
         offset = index
-        if term != term_at:
+        if snapshot_term != term_at:
             last = index
     batch: tuple[Entry, ...] = ()
-    if draw(st.integers(0, 3)) != 0:
-        first = draw(st.integers(offset + 1, last + 1))
+    if draw(st.integers(0, 3)) != 0 and max(offset, commit) <= last:
+        first = draw(st.integers(max(offset, commit) + 1, last + 1))
         count = draw(st.integers(1, 6))
-        term = draw(st.integers(1, 9))
+        entry_term = draw(st.integers(1, term))
         batch = tuple(
-            Entry(term, first + i, draw(st.sampled_from(EntryKind)), draw(st.binary(max_size=30)))
+            Entry(entry_term, first + i, draw(st.sampled_from(EntryKind)),
+                  draw(st.binary(max_size=30)))
             for i in range(count)
         )
+        last = batch[-1].index
     hard_state = None
-    if draw(st.booleans()):
-        hard_state = HardState(draw(st.integers(0, 9)), draw(st.sampled_from([None, "a", "b"])),
-                               draw(st.integers(0, 40)))
+    if term != stored.term or draw(st.booleans()):
+        vote = (draw(st.sampled_from([None, "a", "b"])) if term != stored.term
+                else stored.voted_for)
+        hard_state = HardState(term, vote, draw(st.integers(commit, max(commit, last))))
     return hard_state, batch, snapshot
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.data(), st.sampled_from([40, 100, 8 * 1024 * 1024]))
-def test_file_storage_answers_like_memory_storage(data: st.DataObject, segment_bytes: int) -> None:
-    memory = MemoryStorage()
+@given(st.data(), st.sampled_from([40, 100, 8 * 1024 * 1024]), st.sampled_from([0, 3]))
+def test_file_storage_answers_like_memory_storage(data: st.DataObject, segment_bytes: int,
+                                                  trailing_logs: int) -> None:
+    memory = MemoryStorage(trailing_logs=trailing_logs)
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        storage = FileStorage(directory, segment_bytes=segment_bytes)
+        options = {"segment_bytes": segment_bytes, "trailing_logs": trailing_logs}
+        storage = FileStorage(directory, **options)
         try:
             for _ in range(data.draw(st.integers(1, 25))):
                 call = data.draw(save_calls(memory))
@@ -560,8 +593,161 @@ def test_file_storage_answers_like_memory_storage(data: st.DataObject, segment_b
                 assert storage.load() == memory.load()
                 if data.draw(st.integers(0, 3)) == 0:
                     storage.close()
-                    storage = FileStorage(directory, segment_bytes=segment_bytes)
+                    storage = FileStorage(directory, **options)
                     assert storage.load() == memory.load()
         finally:
             storage.close()
-        assert reload(directory, segment_bytes=segment_bytes) == memory.load()
+        assert reload(directory, **options) == memory.load()
+
+
+# ---------------------------------------------------------------------- strict recovery
+
+REPAIR = "; the data directory must be repaired or removed before this server can start"
+
+
+def refusal(directory: Path, **options: Any) -> str:
+    with pytest.raises(StorageCorruptionError) as caught:
+        FileStorage(directory, **options)
+    return str(caught.value)
+
+
+def test_a_commit_index_past_a_log_cut_at_a_record_boundary_is_refused(tmp_path: Path) -> None:
+    Disk(tmp_path).save((HardState(9, "a", 5), entries(1, 5), None))
+    (path,) = tmp_path.glob("wal-*.log")
+    os.truncate(path, record_offsets(path)[3])  # entries 1..3 survive, whole
+    assert refusal(tmp_path) == (
+        f"{tmp_path / 'hardstate.bin'}: the saved commit index 5 is past the last durable "
+        f"log entry 3 (log entries are missing){REPAIR}")
+
+
+def test_a_commit_index_past_a_deleted_last_segment_is_refused(tmp_path: Path) -> None:
+    Disk(tmp_path, segment_bytes=60).save((HardState(9, "a", 20), entries(1, 20), None))
+    doomed = segments(tmp_path)[-1]
+    first_lost = int(doomed[4:24])
+    os.remove(tmp_path / doomed)
+    assert refusal(tmp_path, segment_bytes=60) == (
+        f"{tmp_path / 'hardstate.bin'}: the saved commit index 20 is past the last durable "
+        f"log entry {first_lost - 1} (log entries are missing){REPAIR}")
+
+
+def test_a_log_term_above_the_saved_term_is_refused(tmp_path: Path) -> None:
+    Disk(tmp_path).save((HardState(3, "a", 2), entries(1, 5, term=3), None))
+    # the hard state of an older term, as if hardstate.bin were restored from a backup
+    (tmp_path / "hardstate.bin").write_bytes(
+        file_module._frame(file_module._pack_hard_state(HardState(2, "a", 2))))
+    (path,) = tmp_path.glob("wal-*.log")
+    assert refusal(tmp_path) == (
+        f"{path}: the log's last entry 5 has term 3, above the saved term 2 in "
+        f"hardstate.bin{REPAIR}")
+
+
+def test_a_snapshot_term_above_the_saved_term_is_refused(tmp_path: Path) -> None:
+    Disk(tmp_path).save((HardState(4, "a", 5), entries(1, 5, term=4), None),
+                        (None, (), Snapshot(5, 4, b"c", b"s")))
+    (tmp_path / "hardstate.bin").write_bytes(
+        file_module._frame(file_module._pack_hard_state(HardState(2, "a", 5))))
+    assert refusal(tmp_path) == (
+        f"{tmp_path / 'snapshot-5-4.bin'}: the log's last snapshot 5 has term 4, above the "
+        f"saved term 2 in hardstate.bin{REPAIR}")
+
+
+def test_a_missing_hard_state_beside_log_files_is_refused(tmp_path: Path) -> None:
+    Disk(tmp_path).save((HardState(9, "a", 3), entries(1, 5), None))
+    os.remove(tmp_path / "hardstate.bin")
+    assert refusal(tmp_path) == (
+        f"{tmp_path / 'hardstate.bin'}: missing, but the directory holds "
+        f"wal-{1:020d}.log (the term and vote this server had are lost: it could vote twice "
+        f"in a term){REPAIR}")
+
+
+def test_a_bad_committed_last_record_is_refused_not_dropped_as_a_torn_tail(
+        tmp_path: Path) -> None:
+    Disk(tmp_path).save((HardState(9, "a", 5), entries(1, 5), None))
+    (path,) = tmp_path.glob("wal-*.log")
+    last = record_offsets(path)[-1]
+    flip_bit(path, path.stat().st_size - 1)
+    size = path.stat().st_size
+    assert refusal(tmp_path) == (
+        f"{path}: checksum mismatch in the record of entry 5, at or below the saved commit "
+        f"index 5 at byte offset {last}{REPAIR}")
+    assert path.stat().st_size == size  # nothing was cut
+
+
+def test_a_bad_record_past_the_commit_index_is_still_a_torn_tail(tmp_path: Path) -> None:
+    Disk(tmp_path).save((HardState(9, "a", 4), entries(1, 5), None))
+    (path,) = tmp_path.glob("wal-*.log")
+    flip_bit(path, path.stat().st_size - 1)
+    state = reload(tmp_path)
+    assert state.entries == list(entries(1, 4)) and state.hard_state == HardState(9, "a", 4)
+
+
+def test_a_new_term_reaches_the_disk_before_entries_of_that_term(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between the entries and the hard state must not leave entries of a term
+    the hard state does not know (recovery would refuse them)."""
+    Disk(tmp_path).save((HardState(1, "a", 2), entries(1, 3), None))
+    with opened(tmp_path) as storage, monkeypatch.context() as patch:
+        patch.setattr(file_module, "os", CrashingOs(crash_at=6))  # after the term's write
+        with pytest.raises(Crash):
+            storage.save(HardState(10, "b", 4), entries(4, 5, term=10), None)
+    state = reload(tmp_path)
+    assert state.hard_state == HardState(10, "b", 2)
+
+
+# ---------------------------------------------------------------------- storage errors
+
+
+def test_a_failed_write_raises_a_storage_error_naming_file_operation_and_errno(
+        tmp_path: Path) -> None:
+    """A real failure: the file size limit (RLIMIT_FSIZE) makes write() fail with EFBIG."""
+    import errno
+    import resource
+    import signal
+
+    storage = FileStorage(tmp_path)
+    storage.save(HardState(9), entries(1, 2), None)
+    (path,) = tmp_path.glob("wal-*.log")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 100, limits[1]))
+    try:
+        with pytest.raises(StorageError) as caught:
+            storage.save(None, entries(3, 30, size=200), None)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    error = caught.value
+    assert (error.operation, error.path, error.errno) == ("write", str(path), errno.EFBIG)
+    assert str(error) == f"write {path}: [Errno {errno.EFBIG}] File too large"
+    with pytest.raises(RuntimeError, match="failed during save"):
+        storage.save(None, entries(3, 3), None)
+    storage.close()
+    assert reload(tmp_path).entries[:2] == list(entries(1, 2))
+
+
+def test_the_writability_probe_names_what_failed(tmp_path: Path) -> None:
+    import errno
+
+    probe_writable(tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StorageError) as caught:
+        probe_writable(tmp_path / "file" / "data")
+    assert caught.value.operation == "mkdir" and caught.value.errno in (errno.ENOTDIR,
+                                                                         errno.EEXIST)
+
+
+# ---------------------------------------------------------------------- trailing logs
+
+
+def test_compaction_keeps_trailing_entries_on_disk_across_a_restart(tmp_path: Path) -> None:
+    disk = Disk(tmp_path, segment_bytes=60, trailing_logs=5)
+    disk.memory = MemoryStorage(trailing_logs=5)
+    disk.save((None, entries(1, 30), None))
+    expected = disk.save((None, (), Snapshot(20, 1, b"c", b"s20")))
+    assert [e.index for e in expected.entries] == list(range(16, 31))
+    assert int(segments(tmp_path)[0][4:24]) <= 16  # segments only before 16 were removed
+    assert disk.reload() == expected
+    # a restart with fewer trailing entries keeps fewer (and removes whole segments)
+    state = reload(tmp_path, segment_bytes=60, trailing_logs=2)
+    assert [e.index for e in state.entries] == list(range(19, 31))

@@ -59,6 +59,9 @@ INVARIANTS: dict[str, str] = {
                             "configuration entry committed at the index it reports",
     "acknowledged-writes": "every write acknowledged to a client is in the applied state, "
                            "and stays there",
+    "fail-stop": "a server whose storage failed sends nothing until it restarts (its "
+                 "memory is ahead of its disk: an answer from it could acknowledge what "
+                 "a crash then loses)",
 }
 
 
@@ -95,6 +98,8 @@ class _ServerView:
     #: (snapshot index, entries) of its log when it crashed: a restart that finds the
     #: very same log needs no second look
     log_before_crash: tuple[int, list[Entry]] | None = None
+    #: time of the storage failure that must have stopped it (None while it is sound)
+    failed_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -199,6 +204,8 @@ class InvariantChecker:
             "start": self._on_start,
             "crash": self._on_crash,
             "snapshot-installed": self._on_snapshot_installed,
+            "storage-failure": self._on_storage_failure,
+            "send": self._on_send,
         }
         # Servers started before we subscribed (all of them, usually): take them as
         # they are now, as if they had just started.
@@ -433,6 +440,7 @@ class InvariantChecker:
             return
         view = self._view(sid)
         view.leading = None
+        view.failed_at = None
         self._record = record
         log = node.log
         before, view.log_before_crash = view.log_before_crash, None
@@ -468,6 +476,21 @@ class InvariantChecker:
         view.applied = node.applied
         self._check_uncommitted_configs(sid, node)
         self._check_served_configuration(sid, node)
+
+    def _on_storage_failure(self, sid: str, record: Record) -> None:
+        """A failed save stops the server like a crash: what it committed before must be
+        there when it restarts from its disk."""
+        self._on_crash(sid, record)
+        self._view(sid).failed_at = float(record.get("t", self._now()))
+
+    def _on_send(self, sid: str, record: Record) -> None:
+        view = self._views.get(sid)
+        if view is None or view.failed_at is None:
+            return
+        self._violate("fail-stop", (sid, view.failed_at),
+                      f"{sid} sent {record.get('msg', 'a message')} to {record.get('to')} "
+                      f"after its storage failed at t={view.failed_at:g} "
+                      "(it must stop until it restarts from its disk)")
 
     def _on_crash(self, sid: str, record: Record) -> None:
         view = self._view(sid)

@@ -328,7 +328,7 @@ class RaftNode:
         assert term is not None
         cfg_index, config = self.configuration_at(index)
         snap = Snapshot(index, term, encode_indexed(cfg_index, config), data)
-        self.log.compact(index, term)
+        self.log.compact(index, term, keep=self.settings.trailing_logs)
         self.snapshot = snap
         self._snapshot_out = snap
         self._event("snapshot", index=index)

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from raftsim.core.bugs import validate_bugs
 
+#: hashicorp/raft's TrailingLogs default: what a live server keeps before a snapshot
+DEFAULT_TRAILING_LOGS = 10240
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
@@ -25,6 +28,11 @@ class NodeSettings:
     max_entries_per_message: int = 64
     #: AppendEntries messages in flight to one follower while replicating
     max_inflight: int = 16
+    #: entries a compaction keeps at and before its snapshot index, so a follower that
+    #: is a little behind catches up from the log instead of a whole snapshot
+    #: (hashicorp/raft's TrailingLogs). 0 in the simulator, so small scenarios still
+    #: show InstallSnapshot; the live agent uses DEFAULT_TRAILING_LOGS.
+    trailing_logs: int = 0
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -44,4 +52,6 @@ class NodeSettings:
             raise ValueError("max_entries_per_message must be at least 1")
         if self.max_inflight < 1:
             raise ValueError("max_inflight must be at least 1")
+        if self.trailing_logs < 0:
+            raise ValueError(f"trailing_logs must be >= 0, got {self.trailing_logs}")
         object.__setattr__(self, "bugs", validate_bugs(self.bugs))

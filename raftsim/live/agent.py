@@ -11,15 +11,23 @@ The agent logs one line per change of (term, role, leader) to stderr. SIGTERM or
 stops it cleanly: the HTTP port closes, what group commit holds is written, sockets and
 files close. With ``fsync="always"`` a SIGKILL loses nothing that was acknowledged: an
 entry is acknowledged only after it is fsynced on a majority.
+
+A server that cannot persist stops at once and the process exits with status 1 after one
+log line naming the file, the operation and the errno (``fatal: cannot persist: fsync
+/data/s1/wal-….log: [Errno 28] No space left on device``), as etcd and hashicorp/raft
+panic: its memory is then ahead of its disk, and answering from it could lose
+acknowledged writes. It also refuses to start on a data directory it cannot write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,10 +39,11 @@ from raftsim.api.acl import Acl
 from raftsim.api.exchange import close_local_http_server
 from raftsim.core.configuration import Configuration, ServerInfo
 from raftsim.core.node import bootstrap_state
-from raftsim.core.settings import NodeSettings
+from raftsim.core.settings import DEFAULT_TRAILING_LOGS, NodeSettings
 from raftsim.live.transport import LinkSettings, TcpTransport, split_address
 from raftsim.runtime.server import Server
-from raftsim.storage.file import FileStorage, StorageCorruptionError
+from raftsim.storage.base import StorageError
+from raftsim.storage.file import FileStorage, StorageCorruptionError, probe_writable
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,10 @@ LIVE_SETTINGS = NodeSettings(heartbeat_interval=0.1, election_timeout_min=1.0,
                              election_timeout_max=2.0)
 #: Compact the log after this many applied entries (hashicorp/raft's SnapshotThreshold).
 DEFAULT_SNAPSHOT_THRESHOLD = 8192
+
+
+class PersistFailed(Exception):
+    """The agent stopped because a save failed (already logged as one fatal line)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,8 @@ class AgentConfig:
     acl_token: str | None = None
     fsync: Literal["always", "never"] = "always"
     snapshot_threshold: int = DEFAULT_SNAPSHOT_THRESHOLD
+    #: entries a compaction keeps before its snapshot (hashicorp/raft's TrailingLogs)
+    trailing_logs: int = DEFAULT_TRAILING_LOGS
     settings: NodeSettings = LIVE_SETTINGS
     links: LinkSettings = field(default_factory=LinkSettings)
 
@@ -74,6 +89,8 @@ class AgentConfig:
             raise ValueError(f"--peer names this server's own id {self.server_id!r}")
         if self.snapshot_threshold < 0:
             raise ValueError("the snapshot threshold must be >= 0 (0: never compact)")
+        if self.trailing_logs < 0:
+            raise ValueError("the trailing logs must be >= 0")
         if self.fsync not in ("always", "never"):
             raise ValueError(f"fsync must be 'always' or 'never', not {self.fsync!r}")
 
@@ -117,10 +134,29 @@ class Agent:
         self.server: Server | None = None
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
+        #: the save error that stopped the server, if one did
+        self.failure: Exception | None = None
+        #: called once when a save failed (``serve`` stops the process on it)
+        self.on_fatal: Callable[[], None] | None = None
+
+    def _fatal(self, exc: Exception) -> None:
+        if self.failure is not None:
+            return
+        self.failure = exc
+        logger.critical("%s: fatal: cannot persist: %s", self.config.server_id, exc)
+        if self.on_fatal is not None:
+            self.on_fatal()
 
     async def start(self) -> None:
         config = self.config
-        storage = FileStorage(config.data_dir, fsync=config.fsync)
+        try:
+            probe_writable(config.data_dir)
+        except StorageError as exc:
+            raise StorageError(exc.operation, exc.path, exc.errno,
+                               f"{exc.strerror} (the data directory {config.data_dir} "
+                               "must be writable)") from exc
+        storage = FileStorage(config.data_dir, fsync=config.fsync,
+                              trailing_logs=config.trailing_logs)
         self.storage = storage
         state = storage.load()
         empty = (state.hard_state.term == 0 and not state.entries and state.snapshot is None)
@@ -136,18 +172,21 @@ class Agent:
                                  peers=config.peers, settings=config.links)
         self.transport = transport
         state_log = StateLog()
-        server = Server(config.server_id, settings=config.settings, rng=random.Random(),
+        settings = dataclasses.replace(config.settings, trailing_logs=config.trailing_logs)
+        server = Server(config.server_id, settings=settings, rng=random.Random(),
                         storage=storage, transport=transport, loop=self.loop,
                         observer=state_log, snapshot_threshold=config.snapshot_threshold,
                         group_commit=True)
         state_log.server = server
+        server.on_storage_failure = self._fatal
         self.server = server
         transport.follow(server, lambda: _member_ids(server), lambda peer: _address(server, peer))
         self.app = build_app(server, directory=MemberDirectory(transport.names),
                              acl=Acl(config.acl_token))
         server.start()
         node = server.node
-        assert node is not None
+        if node is None:  # its first save failed
+            raise PersistFailed(str(self.failure))
         logger.info("%s: started: last index %d, commit %d, snapshot %d; rpc %s, http %s",
                     config.server_id, node.log.last_index, node.commit_index,
                     node.log.snapshot_index, config.rpc, config.http)
@@ -165,8 +204,12 @@ class Agent:
             await close_local_http_server(self.app)
         if self.server is not None and self.server.node is not None:
             self.server.flush()
-            if self.storage is not None:  # group commit may have held back the commit index
-                self.storage.save(self.server.node.hard_state(), (), None)
+            node = self.server.node
+            if self.storage is not None and node is not None:
+                try:  # group commit may have held back the commit index
+                    self.storage.save(node.hard_state(), (), None)
+                except Exception as exc:
+                    self._fatal(exc)
         if self.transport is not None:
             await self.transport.close()
         if self.server is not None:
@@ -207,12 +250,16 @@ async def serve(config: AgentConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     agent = Agent(config, loop=loop)
+    agent.on_fatal = stop.set
     try:
         await agent.start()
         await stop.wait()
-        logger.info("%s: stopping", config.server_id)
+        if agent.failure is None:
+            logger.info("%s: stopping", config.server_id)
     finally:
         await agent.stop()
+    if agent.failure is not None:
+        raise PersistFailed(str(agent.failure))
 
 
 def run_agent(config: AgentConfig) -> int:
@@ -220,6 +267,11 @@ def run_agent(config: AgentConfig) -> int:
     configure_logging()
     try:
         asyncio.run(serve(config))
+    except PersistFailed:
+        return 1  # logged when it happened
+    except StorageError as exc:
+        logger.error("%s: cannot start: %s", config.server_id, exc)
+        return 1
     except StorageCorruptionError as exc:
         logger.error("%s: cannot start: %s", config.server_id, exc)
         return 1

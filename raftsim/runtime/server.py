@@ -4,6 +4,13 @@ The server is the same in both worlds: it reads the time from its event loop (vi
 the simulator, monotonic in a live process) and sends bytes through a ``Transport`` (the
 simulated network, or TCP). It never decides anything Raft decides; it carries out the
 core's ``Ready`` in the order that keeps Raft safe: persist, send, apply, answer.
+
+A save that fails stops the server at once (fail-stop, as etcd and hashicorp/raft panic):
+the core marked the Ready's state persisted when it built it, so nothing the node says
+from then on can be trusted to match the disk. The server drops its node and every
+volatile thing like a crash, emits a ``storage-failure`` trace event naming the file,
+the operation and the errno, fails what is pending, and stays stopped until
+:meth:`Server.start` recovers it from what the disk really holds.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from raftsim.runtime.errors import (
     ServerStopped,
 )
 from raftsim.runtime.kv import KVStore, check_command, encode_batch
-from raftsim.storage.base import Storage
+from raftsim.storage.base import Storage, StorageError
 from raftsim.wire import (
     Frame,
     Notification,
@@ -47,6 +54,8 @@ Observer = Callable[[str, int, str, dict[str, Any]], None]
 RpcHandler = Callable[[str, list[Any]], Awaitable[Any]]
 #: told once how a submitted command ended: the state machine's result, or why it failed
 Completion = Callable[[bool | Exception], None]
+#: told when a save failed and the server stopped (the live agent exits on it)
+StorageFailureHandler = Callable[[Exception], None]
 
 #: group commit puts at most this many command bytes in one log entry, so that a full
 #: AppendEntries (max_entries_per_message entries) stays far below the wire's frame limit
@@ -96,6 +105,7 @@ class Server:
         observer: Observer | None = None,
         snapshot_threshold: int = 0,
         group_commit: bool = False,
+        ack_after_failed_save: bool = False,
     ) -> None:
         self.id = node_id
         self.settings = settings
@@ -137,6 +147,12 @@ class Server:
         self._backlog: deque[Entry] = deque()
         self._apply_budget = 0
         self._commit_saved_at = float("-inf")
+        #: the save error that stopped this server (None while running or after a crash)
+        self.storage_failure: Exception | None = None
+        self.on_storage_failure: StorageFailureHandler | None = None
+        #: a runtime bug switch for the invariant checker's tests: swallow a failed save
+        #: and carry on, acknowledging what the disk does not hold (the zombie follower)
+        self.ack_after_failed_save = ack_after_failed_save
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,6 +165,8 @@ class Server:
         if self.node is not None:
             raise RuntimeError(f"server {self.id} is already running")
         state = self.storage.load()
+        self.storage_failure = None
+        self._saved_hard_state = None  # what a failed save left is only known from disk
         self.kv = KVStore()
         if state.snapshot is not None:
             self.kv.restore(state.snapshot.data)
@@ -167,6 +185,10 @@ class Server:
         if self.node is None:
             return
         self._emit("crash", {})
+        self._halt()
+
+    def _halt(self) -> None:
+        """Drop the node and every volatile thing; fail what is pending."""
         self.node = None
         self.paused = False
         self._held.clear()
@@ -490,8 +512,8 @@ class Server:
             self._submitted[index] = (term, [done for _, done in group])
             self._batch.append(ready)
         batch, self._batch = self._batch, []
-        if batch:
-            self._save_all(batch)
+        if batch and not self._save_all(batch):
+            return  # the server stopped: nothing of the batch may leave it
         self._apply_budget = APPLY_BUDGET
         self._flushing = True
         try:
@@ -519,17 +541,19 @@ class Server:
         if backlog:
             self._schedule_flush()
 
-    def _save_all(self, batch: list[Ready]) -> None:
+    def _save_all(self, batch: list[Ready]) -> bool:
         """Persist what ``batch`` says must be durable, merged: one save per snapshot
         (a snapshot starts a new save), later entries replacing earlier ones from their
-        first index on, the last hard state."""
+        first index on, the last hard state. False: a save failed and the server
+        stopped."""
         hard_state: HardState | None = None
         entries: list[Entry] = []
         snapshot: Snapshot | None = None
         for ready in batch:
             if ready.snapshot is not None:
                 if hard_state is not None or entries or snapshot is not None:
-                    self.storage.save(hard_state, tuple(entries), snapshot)
+                    if not self._save(hard_state, tuple(entries), snapshot):
+                        return False
                     hard_state, entries = None, []
                 snapshot = ready.snapshot
             if ready.entries:
@@ -540,15 +564,43 @@ class Server:
                 hard_state = ready.hard_state
         saved = self._saved_hard_state
         now = self.loop.time()
-        if hard_state is not None:
-            if (saved is not None and hard_state.term == saved.term
-                    and hard_state.voted_for == saved.voted_for
-                    and now - self._commit_saved_at < COMMIT_SAVE_INTERVAL):
-                hard_state = None  # only the commit index moved: it can wait
-            else:
-                self._saved_hard_state, self._commit_saved_at = hard_state, now
+        if (hard_state is not None and saved is not None and hard_state.term == saved.term
+                and hard_state.voted_for == saved.voted_for
+                and now - self._commit_saved_at < COMMIT_SAVE_INTERVAL):
+            hard_state = None  # only the commit index moved: it can wait
         if hard_state is not None or entries or snapshot is not None:
-            self.storage.save(hard_state, tuple(entries), snapshot)
+            if not self._save(hard_state, tuple(entries), snapshot):
+                return False
+            if hard_state is not None:
+                self._saved_hard_state, self._commit_saved_at = hard_state, now
+        return True
+
+    def _save(self, hard_state: HardState | None, entries: tuple[Entry, ...],
+              snapshot: Snapshot | None) -> bool:
+        """One storage write; on failure, stop the server (fail-stop) and say False."""
+        try:
+            self.storage.save(hard_state, entries, snapshot)
+        except Exception as exc:  # any failure: nothing of this save is known durable
+            return self._storage_failed(exc)
+        return True
+
+    def _storage_failed(self, exc: Exception) -> bool:
+        """Trace the failure and stop like a crash: the core already counts the state
+        as persisted, so no message, apply or answer may follow. Returns False (True
+        only under the ``ack_after_failed_save`` bug switch, which carries on)."""
+        if isinstance(exc, StorageError):
+            fields: dict[str, Any] = exc.fields()
+        else:
+            fields = {"file": None, "operation": "save", "errno": None,
+                      "error": str(exc) or type(exc).__name__}
+        self._emit("storage-failure", fields)
+        if self.ack_after_failed_save:
+            return True
+        self._halt()
+        self.storage_failure = exc
+        if self.on_storage_failure is not None:
+            self.on_storage_failure(exc)
+        return False
 
     def _process(self, ready: Ready, *, persisted: bool = False) -> None:
         node = self.node
@@ -561,7 +613,8 @@ class Server:
         # 1. persist: nothing leaves this server before its state is durable
         if not persisted and (ready.hard_state is not None or ready.entries
                               or ready.snapshot is not None):
-            self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
+            if not self._save(ready.hard_state, ready.entries, ready.snapshot):
+                return
             if ready.entries:
                 self._emit("append", {"from": ready.entries[0].index,
                                       "to": ready.entries[-1].index,

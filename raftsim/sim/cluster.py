@@ -65,6 +65,8 @@ class Cluster:
         loop: asyncio.AbstractEventLoop | None = None,
         disk: str = "memory",
         sync_every: int = 1,
+        disk_fault_rate: float = 0.0,
+        ack_after_failed_save: bool = False,
     ) -> None:
         """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
         ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
@@ -74,13 +76,26 @@ class Cluster:
 
         ``disk``: ``"memory"`` (a crash loses nothing) or ``"crashdisk"``: a disk with a
         write cache (``CrashDiskStorage``) that syncs every ``sync_every``-th write, and
-        a crash loses (or tears) what was written but not yet synced."""
+        a crash loses (or tears) what was written but not yet synced.
+
+        ``disk_fault_rate`` (crash disk only): the probability that a save fails (an
+        open, write or fsync error drawn from each disk's seeded rng); :meth:`fail_disk`
+        fails one on command. A server whose save fails stops (fail-stop) until
+        :meth:`restart`. ``ack_after_failed_save`` is a bug switch for the checker's
+        tests: servers swallow the error and carry on."""
         if disk not in ("memory", "crashdisk"):
             raise ValueError(f"disk must be 'memory' or 'crashdisk', got {disk!r}")
         if sync_every < 1:
             raise ValueError(f"sync_every must be at least 1, got {sync_every}")
+        if not 0.0 <= disk_fault_rate <= 1.0:
+            raise ValueError(f"disk_fault_rate must be between 0 and 1, got {disk_fault_rate}")
+        if disk_fault_rate and disk != "crashdisk":
+            raise ValueError("disk_fault_rate needs disk='crashdisk' (a memory disk never "
+                             "fails)")
         self.disk = disk
         self.sync_every = sync_every
+        self.disk_fault_rate = disk_fault_rate
+        self.ack_after_failed_save = ack_after_failed_save
         ids = self._validate(servers, nonvoters, latency, loss, duplication, reorder,
                              snapshot_threshold)
         self.seed = seed
@@ -108,6 +123,8 @@ class Cluster:
             storage = self._new_storage(sid)
             hard_state, entries = bootstrap_state(configuration)
             storage.save(hard_state, tuple(entries), None)
+            if isinstance(storage, CrashDiskStorage):
+                storage.fault_rate = disk_fault_rate  # the bootstrap write never fails
             self._make_server(sid, storage)
         for sid in ids:
             self.servers[sid].start()
@@ -148,10 +165,12 @@ class Cluster:
         return ids
 
     def _new_storage(self, sid: str) -> Storage:
+        trailing = self.settings.trailing_logs
         if self.disk == "crashdisk":
             return CrashDiskStorage(random.Random(f"{self.seed}:disk:{sid}"),
-                                    sync_every=self.sync_every)
-        return MemoryStorage()
+                                    sync_every=self.sync_every, trailing_logs=trailing,
+                                    name=sid)
+        return MemoryStorage(trailing_logs=trailing)
 
     def _make_server(self, sid: str, storage: Storage) -> Server:
         recorder = self.recorder
@@ -164,7 +183,10 @@ class Cluster:
             loop=self.loop,
             observer=recorder.record if recorder is not None else None,
             snapshot_threshold=self.snapshot_threshold,
+            ack_after_failed_save=self.ack_after_failed_save,
         )
+        # a server stopped by a failed save is a process that exited: its mail is lost
+        server.on_storage_failure = lambda exc: self.network.detach(sid)
         self.servers[sid] = server
         self.network.attach(sid, server.receive)
         return server
@@ -243,6 +265,16 @@ class Cluster:
             lost = server.storage.crash()
             if lost:
                 self._fault("disk-lost", target=sid, entries=lost)
+
+    def fail_disk(self, sid: str, operation: str = "write", *, error: int | None = None) -> None:
+        """Make ``sid``'s next save fail at ``operation`` (open, write or fsync; errno
+        EMFILE, ENOSPC, EIO unless ``error`` says otherwise): the server stops at once
+        (a ``storage-failure`` record) and stays down until :meth:`restart`."""
+        storage = self._server(sid).storage
+        if not isinstance(storage, CrashDiskStorage):
+            raise ValueError("fail_disk needs a cluster built with disk='crashdisk'")
+        storage.fail_next(operation, error=error)
+        self._fault("disk-fault", target=sid, operation=operation)
 
     def restart(self, sid: str) -> None:
         server = self._server(sid)

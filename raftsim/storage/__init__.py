@@ -1,6 +1,6 @@
 """Where a server keeps what it must not forget: hard state, log entries, snapshots."""
 
-from raftsim.storage.base import PersistentState, Storage
+from raftsim.storage.base import PersistentState, Storage, StorageError
 from raftsim.storage.crashdisk import CrashDiskStorage
 from raftsim.storage.file import FileStorage, StorageCorruptionError
 from raftsim.storage.memory import MemoryStorage
@@ -12,4 +12,5 @@ __all__ = [
     "PersistentState",
     "Storage",
     "StorageCorruptionError",
+    "StorageError",
 ]

@@ -1,4 +1,5 @@
-"""A simulated disk with a write cache, so the fuzzer can exercise crash recovery.
+"""A simulated disk with a write cache and injectable faults, so the fuzzer and the
+tests can exercise crash recovery and fail-stop.
 
 :class:`~raftsim.storage.memory.MemoryStorage` never forgets anything, so a simulated
 crash never tests what a real one does. This disk keeps two states: what has reached
@@ -15,41 +16,90 @@ state plus the writes since the last sync). ``save()`` returns at once either wa
   in order, and the last record of that prefix may be torn (recovery drops it). The
   fuzzer uses this to show which guarantees break when acknowledged entries vanish.
 
-Hard state is always synced at once (FileStorage replaces it with an fsync'd rename);
-so is a snapshot, which syncs the cached entries first (FileStorage writes it with
-fsyncs and removes the log files it covers). A durable commit index may therefore point
-past the durable log after a crash; the core clamps it on restart. Every random choice
-comes from the ``rng`` handed in, and none is drawn unless there is something to lose.
+Hard state is always synced at once (FileStorage replaces it with an fsync'd rename),
+and a hard state whose commit index covers unsynced entries syncs them first (as
+FileStorage writes entries before the hard state): the durable commit index never points
+past the durable log, so strict recovery never meets a state a crash can produce. A
+snapshot syncs the cached entries first (FileStorage writes it with fsyncs and removes
+the log files it covers).
+
+Faults (what a real disk does when it is full, read-only, out of file descriptors or
+failing): :meth:`CrashDiskStorage.fail_next` arms one, ``fault_rate`` draws them from the
+disk's own ``rng``. A faulted ``save()`` raises :class:`~raftsim.storage.base.StorageError`
+naming a file, the operation and an errno, after doing what that fault leaves behind:
+
+- ``open`` (EMFILE: a file could not be created or opened): nothing was written;
+- ``write`` (ENOSPC: the disk filled up): a prefix of the entries reached the cache;
+- ``fsync`` (EIO): the entries reached the cache but the flush failed, and like Linux
+  after a failed writeback the cache may have dropped them: the unsynced writes keep a
+  random prefix, as in a crash.
+
+Every random choice comes from the ``rng`` handed in, and none is drawn unless there is
+something to lose or a fault rate to honour.
 """
 
 from __future__ import annotations
 
+import errno as errnos
 import random
 
 from raftsim.core.messages import Entry, HardState, Snapshot
-from raftsim.storage.base import PersistentState
+from raftsim.storage.base import PersistentState, StorageError
 from raftsim.storage.memory import MemoryStorage
+
+#: what a fault can break, and the errno it reports unless told otherwise
+FAULT_ERRNOS: dict[str, int] = {
+    "open": errnos.EMFILE,
+    "write": errnos.ENOSPC,
+    "fsync": errnos.EIO,
+}
 
 
 class CrashDiskStorage:
     def __init__(
-        self, rng: random.Random, *, sync_every: int = 1, lose_unsynced: bool = True
+        self,
+        rng: random.Random,
+        *,
+        sync_every: int = 1,
+        lose_unsynced: bool = True,
+        trailing_logs: int = 0,
+        fault_rate: float = 0.0,
+        name: str = "disk",
     ) -> None:
         if sync_every < 1:
             raise ValueError(f"sync_every must be at least 1, not {sync_every}")
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError(f"fault_rate must be between 0 and 1, not {fault_rate}")
         self._rng = rng
         self.sync_every = sync_every
         #: False models a write cache that survives power loss (battery-backed).
         self.lose_unsynced = lose_unsynced
-        self._durable = MemoryStorage()
-        self._visible = MemoryStorage()
+        #: the probability that a save() fails (operation drawn from the rng)
+        self.fault_rate = fault_rate
+        #: the directory the fault messages name (the server id in a simulated cluster)
+        self.name = name
+        self.trailing_logs = trailing_logs
+        self._durable = MemoryStorage(trailing_logs=trailing_logs)
+        self._visible = MemoryStorage(trailing_logs=trailing_logs)
         # Entry batches written since the last sync, in write order. Replaying them onto
         # the durable state gives the visible one (a batch may truncate a conflict).
         self._unsynced: list[tuple[Entry, ...]] = []
         self._writes_since_sync = 0
+        self._armed: list[tuple[str, int]] = []
+        #: how many save() calls failed so far
+        self.faults = 0
 
     def load(self) -> PersistentState:
         return self._visible.load()
+
+    def fail_next(self, operation: str = "write", *, error: int | None = None) -> None:
+        """Make the next ``save()`` fail at ``operation`` (``open``, ``write`` or
+        ``fsync``) with errno ``error`` (by default EMFILE, ENOSPC, EIO). Armed faults
+        queue up: each fails one save."""
+        if operation not in FAULT_ERRNOS:
+            raise ValueError(f"unknown disk fault {operation!r}; faults are "
+                             f"{', '.join(FAULT_ERRNOS)}")
+        self._armed.append((operation, FAULT_ERRNOS[operation] if error is None else error))
 
     def save(
         self,
@@ -57,6 +107,9 @@ class CrashDiskStorage:
         entries: tuple[Entry, ...],
         snapshot: Snapshot | None,
     ) -> None:
+        fault = self._next_fault()
+        if fault is not None:
+            self._fail(fault[0], fault[1], hard_state, entries, snapshot)
         if snapshot is not None:
             self.sync()
             self._durable.save(None, (), snapshot)
@@ -68,6 +121,8 @@ class CrashDiskStorage:
             if self._writes_since_sync >= self.sync_every:
                 self.sync()
         if hard_state is not None:
+            if self._unsynced and hard_state.commit > self._durable.last_index:
+                self.sync()  # the commit index it makes durable must find its entries
             self._durable.save(hard_state, (), None)
             self._visible.save(hard_state, (), None)
 
@@ -118,9 +173,40 @@ class CrashDiskStorage:
     def last_index(self) -> int:
         return self._visible.last_index
 
+    # ------------------------------------------------------------------ faults
+
+    def _next_fault(self) -> tuple[str, int] | None:
+        if self._armed:
+            return self._armed.pop(0)
+        if self.fault_rate and self._rng.random() < self.fault_rate:
+            operation = self._rng.choice(sorted(FAULT_ERRNOS))
+            return operation, FAULT_ERRNOS[operation]
+        return None
+
+    def _fail(self, operation: str, error: int, hard_state: HardState | None,
+              entries: tuple[Entry, ...], snapshot: Snapshot | None) -> None:
+        """Leave behind what ``operation`` failing leaves, then raise."""
+        self.faults += 1
+        if snapshot is not None:
+            target = f"{self.name}/snapshot-{snapshot.index}-{snapshot.term}.bin"
+        elif entries:
+            target = f"{self.name}/wal"
+        else:
+            target = f"{self.name}/hardstate.bin"
+        if snapshot is None and entries and operation == "write":
+            written = self._rng.randint(0, len(entries) - 1)
+            if written:
+                self._visible.save(None, entries[:written], None)
+                self._unsynced.append(entries[:written])
+        elif snapshot is None and entries and operation == "fsync":
+            self._visible.save(None, entries, None)
+            self._unsynced.append(entries)
+            self.crash()
+        raise StorageError.simulated(operation, target, error)
+
 
 def _copy(storage: MemoryStorage) -> MemoryStorage:
     state = storage.load()
-    copy = MemoryStorage()
+    copy = MemoryStorage(trailing_logs=storage.trailing_logs)
     copy.save(state.hard_state, tuple(state.entries), state.snapshot)
     return copy

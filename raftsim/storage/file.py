@@ -22,6 +22,20 @@ log) - never a state that forgets an entry acknowledged by an earlier save:
 2. entries: a conflicting suffix is removed durably first, then the new entries are
    appended and the segment is fsynced once for the whole batch (group commit);
 3. hard state: written last, so a durable commit index never points past durable entries.
+   A new term or vote is written *first* as well (with the old commit index): a log
+   entry never reaches the disk before the term it belongs to, and a log never exists
+   without a hard state beside it.
+
+Recovery is strict about what the hard state proves (etcd and hashicorp/raft refuse to
+start on the same): a saved commit index past the last durable entry, a log whose last
+term is above the saved term, log or snapshot files without a hard state, or a damaged
+record at or below the saved commit index raise :class:`StorageCorruptionError`. Only a
+bad record past the commit index can be a torn write, and only that is dropped.
+
+Every failed system call during a save raises :class:`~raftsim.storage.base.StorageError`
+naming the operation (open, write, fsync, rename, remove, truncate), the file and the
+errno; after one, the object refuses further saves (only a reopen can tell what is on
+disk).
 """
 
 from __future__ import annotations
@@ -32,6 +46,8 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +55,7 @@ from typing import Any, Literal
 import msgpack
 
 from raftsim.core.messages import Entry, EntryKind, HardState, Snapshot
-from raftsim.storage.base import PersistentState
+from raftsim.storage.base import PersistentState, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +72,10 @@ class StorageCorruptionError(RuntimeError):
     """The data directory holds damage that a crash cannot explain. Starting anyway could
     silently forget committed entries or a vote, so the server refuses to start."""
 
-    def __init__(self, path: Path, offset: int, problem: str) -> None:
+    def __init__(self, path: Path, offset: int | None, problem: str) -> None:
+        where = f" at byte offset {offset}" if offset is not None else ""
         super().__init__(
-            f"{path}: {problem} at byte offset {offset}; the data directory must be "
+            f"{path}: {problem}{where}; the data directory must be "
             "repaired or removed before this server can start"
         )
         self.path = path
@@ -89,24 +106,32 @@ class FileStorage:
         *,
         fsync: Literal["always", "never"] = "always",
         segment_bytes: int = 8 * MiB,
+        trailing_logs: int = 0,
     ) -> None:
         if fsync not in ("always", "never"):
             raise ValueError(f"fsync must be 'always' or 'never', not {fsync!r}")
         if segment_bytes < 1:
             raise ValueError(f"segment_bytes must be positive, not {segment_bytes}")
+        if trailing_logs < 0:
+            raise ValueError(f"trailing_logs must be >= 0, not {trailing_logs}")
+        #: entries at and before a compaction's snapshot index that stay in the log
+        self.trailing_logs = trailing_logs
         self.directory = Path(directory)
         self._sync = fsync == "always"
         self._segment_bytes = segment_bytes
         self._hard_state = HardState()
         self._snapshot: Snapshot | None = None
-        self._entries: list[Entry] = []  # the log after the snapshot, contiguous
+        # the log: contiguous, from the snapshot index + 1 or earlier (trailing entries)
+        self._entries: list[Entry] = []
+        self._hard_state_exists = False
         self._locations: list[tuple[_Segment, int]] = []  # where each of _entries is
         self._segments: list[_Segment] = []  # in index order; the last one is appended to
         self._tail_fd: int | None = None  # open on _segments[-1] once we write to it
         self._closed = False
         self._failure: BaseException | None = None
         if not self.directory.is_dir():
-            self.directory.mkdir(parents=True)
+            with _doing("mkdir", self.directory):
+                self.directory.mkdir(parents=True)
             self._fsync_dir(self.directory.parent)
         self._recover()
 
@@ -123,23 +148,31 @@ class FileStorage:
         snapshot: Snapshot | None,
     ) -> None:
         self._check_usable()
-        self._check_arguments(entries, snapshot)
+        self._check_arguments(hard_state, entries, snapshot)
         try:
+            stored = self._hard_state
+            new = hard_state if hard_state is not None else stored
+            if (new.term, new.voted_for) != (stored.term, stored.voted_for) or (
+                    not self._hard_state_exists and (entries or snapshot is not None)):
+                # The term (and vote) first: no entry of a term may be durable before
+                # the term is, nor any log before a hard state.
+                self._write_hard_state(HardState(new.term, new.voted_for, stored.commit))
             if snapshot is not None:
                 self._save_snapshot(snapshot)
             if entries:
                 self._append(entries)
-            if hard_state is not None and hard_state != self._hard_state:
-                payload = _frame(_pack_hard_state(hard_state))
-                self._write_atomically(self.directory / _HARD_STATE, payload)
-                self._hard_state = hard_state
+            if new != self._hard_state:
+                self._write_hard_state(new)
         except BaseException as exc:
             # Memory and disk may now disagree; only a reopen (recovery) can tell.
             self._failure = exc
             raise
 
     def close(self) -> None:
-        self._close_tail()
+        try:
+            self._close_tail()
+        except StorageError:
+            logger.warning("%s: closing the log segment failed", self.directory)
         self._closed = True
 
     # ------------------------------------------------------------------ inspection
@@ -150,7 +183,7 @@ class FileStorage:
 
     @property
     def last_index(self) -> int:
-        return self._entries[-1].index if self._entries else self._offset()
+        return max(self._entries[-1].index, self._offset()) if self._entries else self._offset()
 
     # ------------------------------------------------------------------ save steps
 
@@ -163,9 +196,15 @@ class FileStorage:
                 "to recover"
             ) from self._failure
 
-    def _check_arguments(self, entries: tuple[Entry, ...], snapshot: Snapshot | None) -> None:
+    def _check_arguments(self, hard_state: HardState | None, entries: tuple[Entry, ...],
+                         snapshot: Snapshot | None) -> None:
         """Refuse, before writing anything, calls no Raft node makes and whose result
         recovery could not tell apart from damage (a gap, a snapshot moving backwards)."""
+        term = hard_state.term if hard_state is not None else self._hard_state.term
+        newest = max([e.term for e in entries] + [s.term for s in [snapshot] if s], default=0)
+        if newest > term:
+            raise ValueError(f"an entry or snapshot of term {newest} cannot be saved while "
+                             f"the term is {term}")
         offset, last = self._offset(), self.last_index
         if snapshot is not None:
             if snapshot.index <= offset:
@@ -196,7 +235,8 @@ class FileStorage:
             self.directory / _snapshot_name(snapshot), _frame(_pack_snapshot(snapshot))
         )
         if matches:
-            covered = snapshot.index - self._entries[0].index + 1
+            keep_from = snapshot.index - self.trailing_logs + 1
+            covered = max(0, keep_from - self._entries[0].index)
             del self._entries[:covered]
             del self._locations[:covered]
             # Oldest first: a crash in between leaves a shorter log that still attaches.
@@ -210,10 +250,10 @@ class FileStorage:
         if self._segments and self._segments[-1] in doomed:
             self._close_tail()
         for segment in doomed:
-            os.remove(segment.path)
+            _remove(segment.path)
             self._segments.remove(segment)
         if old is not None:
-            os.remove(self.directory / _snapshot_name(old))
+            _remove(self.directory / _snapshot_name(old))
         if doomed or old is not None:
             self._fsync_dir()
         self._snapshot = snapshot
@@ -250,11 +290,12 @@ class FileStorage:
         if later:
             self._close_tail()
             for doomed in reversed(later):
-                os.remove(doomed.path)
+                _remove(doomed.path)
             del self._segments[-len(later) :]
             self._fsync_dir()
         fd = self._open_tail()
-        os.ftruncate(fd, offset)
+        with _doing("truncate", segment.path):
+            os.ftruncate(fd, offset)
         segment.size = offset
         self._fsync_tail()
         del self._entries[position:]
@@ -266,60 +307,82 @@ class FileStorage:
         self._close_tail()
         segment = _Segment(self.directory / f"wal-{first_index:020d}.log", first_index)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-        self._tail_fd = os.open(segment.path, flags, 0o644)
+        with _doing("open", segment.path):
+            self._tail_fd = os.open(segment.path, flags, 0o644)
         self._segments.append(segment)
         return segment
 
     def _open_tail(self) -> int:
         if self._tail_fd is None:
-            self._tail_fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+            path = self._segments[-1].path
+            with _doing("open", path):
+                self._tail_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         return self._tail_fd
 
     def _close_tail(self) -> None:
         if self._tail_fd is not None:
             fd, self._tail_fd = self._tail_fd, None
-            os.close(fd)
+            with _doing("close", self._segments[-1].path if self._segments else self.directory):
+                os.close(fd)
 
     def _write_tail(self, data: bytes | bytearray) -> None:
         if data:
-            _write_all(self._open_tail(), data)
+            fd = self._open_tail()
+            with _doing("write", self._segments[-1].path):
+                _write_all(fd, data)
             self._segments[-1].size += len(data)
 
     def _fsync_tail(self) -> None:
         if self._sync:
-            os.fsync(self._open_tail())
+            fd = self._open_tail()
+            with _doing("fsync", self._segments[-1].path):
+                os.fsync(fd)
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
         """Temp file, fsync, rename over, fsync the directory: readers see the old file
         or the new one, whole."""
         temp = path.with_name(path.name + _TEMP_SUFFIX)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with _doing("open", temp):
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
+            with _doing("write", temp):
+                _write_all(fd, data)
             if self._sync:
-                os.fsync(fd)
+                with _doing("fsync", temp):
+                    os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, path)
+        with _doing("rename", path):
+            os.replace(temp, path)
         self._fsync_dir()
+
+    def _write_hard_state(self, hard_state: HardState) -> None:
+        self._write_atomically(self.directory / _HARD_STATE,
+                               _frame(_pack_hard_state(hard_state)))
+        self._hard_state = hard_state
+        self._hard_state_exists = True
 
     def _fsync_dir(self, directory: Path | None = None) -> None:
         """Make creations, renames and removals of directory entries durable."""
         if self._sync:
-            fd = os.open(directory or self.directory, os.O_RDONLY)
+            path = directory or self.directory
+            with _doing("open", path):
+                fd = os.open(path, os.O_RDONLY)
             try:
-                os.fsync(fd)
+                with _doing("fsync", path):
+                    os.fsync(fd)
             finally:
                 os.close(fd)
 
     # ------------------------------------------------------------------ recovery
 
     def _recover(self) -> None:
-        names = sorted(path.name for path in self.directory.iterdir())
+        with _doing("list", self.directory):
+            names = sorted(path.name for path in self.directory.iterdir())
         for name in names:
             stem = name.removesuffix(_TEMP_SUFFIX)
             if stem != name and (stem == _HARD_STATE or _SNAPSHOT_NAME.fullmatch(stem)):
-                os.remove(self.directory / name)  # an atomic write a crash interrupted
+                _remove(self.directory / name)  # an atomic write a crash interrupted
         snapshots = sorted(
             (int(m.group(1)), int(m.group(2)), self.directory / name)
             for name in names
@@ -330,19 +393,28 @@ class FileStorage:
             # newest; any other is left over from a save that a crash interrupted.
             self._snapshot = _read_snapshot(*snapshots[-1])
         hard_state_path = self.directory / _HARD_STATE
+        segments = [(int(m.group(1)), n) for n in names if (m := _SEGMENT_NAME.fullmatch(n))]
         if hard_state_path.exists():
             self._hard_state = _read_hard_state(hard_state_path)
-        segments = [(int(m.group(1)), n) for n in names if (m := _SEGMENT_NAME.fullmatch(n))]
+            self._hard_state_exists = True
+        elif segments or snapshots:
+            found = [n for n in names if _SEGMENT_NAME.fullmatch(n) or _SNAPSHOT_NAME.fullmatch(n)]
+            raise StorageCorruptionError(
+                hard_state_path, None,
+                f"missing, but the directory holds {', '.join(found)} (the term and vote "
+                "this server had are lost: it could vote twice in a term)",
+            )
         wal = self._read_wal(sorted(segments))
         kept = self._attach_to_snapshot(wal)
+        self._check_against_hard_state(hard_state_path, kept)
         self._entries = [entry for entry, _, _ in kept]
         self._locations = [(segment, offset) for _, segment, offset in kept]
         doomed = self._segments_before(kept[0][1] if kept else None)
         for segment in doomed:
-            os.remove(segment.path)
+            _remove(segment.path)
             self._segments.remove(segment)
         for _, _, path in snapshots[:-1]:
-            os.remove(path)
+            _remove(path)
         if doomed or len(snapshots) > 1:
             self._fsync_dir()
 
@@ -362,7 +434,7 @@ class FileStorage:
             if not records:
                 if not is_last:
                     raise StorageCorruptionError(segment.path, 0, "segment holds no records")
-                os.remove(segment.path)  # created just before a crash: nothing in it
+                _remove(segment.path)  # created just before a crash: nothing in it
                 self._fsync_dir()
                 break
             self._segments.append(segment)
@@ -370,26 +442,38 @@ class FileStorage:
         return wal
 
     def _read_segment(self, segment: _Segment, is_last: bool) -> list[tuple[Entry, int]]:
-        data = memoryview(segment.path.read_bytes())
+        with _doing("read", segment.path):
+            data = memoryview(segment.path.read_bytes())
+        commit = self._hard_state.commit
         records: list[tuple[Entry, int]] = []
         expected = segment.first_index
         offset = 0
         while offset < len(data):
             problem = _record_problem(data, offset)
             if problem is not None:
+                if expected <= commit:
+                    # A torn write can only hit an entry no durable commit covers yet
+                    # (the hard state is written after its entries are fsynced).
+                    raise StorageCorruptionError(
+                        segment.path, offset,
+                        f"{problem} in the record of entry {expected}, at or below the "
+                        f"saved commit index {commit}",
+                    )
                 if is_last and not _valid_record_after(data, offset + 1, expected):
                     dropped = len(data) - offset
                     logger.warning(
                         "%s: dropping torn record at byte offset %d (%s): %d bytes dropped",
                         segment.path, offset, problem, dropped,
                     )
-                    os.truncate(segment.path, offset)
+                    with _doing("truncate", segment.path):
+                        os.truncate(segment.path, offset)
                     if self._sync:
-                        fd = os.open(segment.path, os.O_WRONLY)
-                        try:
-                            os.fsync(fd)
-                        finally:
-                            os.close(fd)
+                        with _doing("fsync", segment.path):
+                            fd = os.open(segment.path, os.O_WRONLY)
+                            try:
+                                os.fsync(fd)
+                            finally:
+                                os.close(fd)
                     break
                 where = "followed by valid records" if is_last else "in a segment before the last"
                 raise StorageCorruptionError(segment.path, offset, f"{problem} {where}")
@@ -429,7 +513,9 @@ class FileStorage:
                 f"log gap: the log starts at index {first} but the snapshot ends at "
                 f"{snapshot_index}",
             )
-        if first <= snapshot_index <= wal[-1][0].index:
+        if wal[-1][0].index < snapshot_index:
+            return []  # all covered by the snapshot (a removal a crash interrupted)
+        if first <= snapshot_index:
             assert self._snapshot is not None
             if wal[snapshot_index - first][0].term != self._snapshot.term:
                 logger.info(
@@ -438,7 +524,39 @@ class FileStorage:
                     self._snapshot.term,
                 )
                 return []
-        return wal[max(0, snapshot_index - first + 1) :]
+        # keep the trailing entries at and before the snapshot index
+        return wal[max(0, snapshot_index - self.trailing_logs + 1 - first) :]
+
+    def _check_against_hard_state(
+        self, path: Path, kept: list[tuple[Entry, _Segment, int]]
+    ) -> None:
+        """Refuse a log the saved hard state proves damaged: shorter than the commit
+        index (a segment deleted, or cut at a record boundary), or holding a term the
+        server never reached (writes of a term follow the term's own write)."""
+        state = self._hard_state
+        snapshot = self._snapshot
+        last_index = max(kept[-1][0].index if kept else 0, snapshot.index if snapshot else 0)
+        if state.commit > last_index:
+            raise StorageCorruptionError(
+                path, None,
+                f"the saved commit index {state.commit} is past the last durable log "
+                f"entry {last_index} (log entries are missing)",
+            )
+        if kept and kept[-1][0].index >= last_index:
+            entry, segment, _ = kept[-1]
+            where: Path = segment.path
+            last_term, what = entry.term, f"entry {entry.index}"
+        elif snapshot is not None:
+            where = self.directory / _snapshot_name(snapshot)
+            last_term, what = snapshot.term, f"snapshot {snapshot.index}"
+        else:
+            return
+        if last_term > state.term:
+            raise StorageCorruptionError(
+                where, None,
+                f"the log's last {what} has term {last_term}, above the saved term "
+                f"{state.term} in {path.name}",
+            )
 
     # ------------------------------------------------------------------ log helpers
 
@@ -455,7 +573,9 @@ class FileStorage:
         return self._snapshot.index if self._snapshot else 0
 
     def _term_at(self, index: int) -> int | None:
-        position = index - self._offset() - 1
+        if not self._entries:
+            return None
+        position = index - self._entries[0].index
         if 0 <= position < len(self._entries):
             return self._entries[position].term
         return None
@@ -569,7 +689,8 @@ def _read_snapshot(index: int, term: int, path: Path) -> Snapshot:
 def _unpack_file(path: Path) -> Any:
     """The payload of a file that holds exactly one record (written atomically, so any
     damage is corruption, never a torn write)."""
-    data = memoryview(path.read_bytes())
+    with _doing("read", path):
+        data = memoryview(path.read_bytes())
     problem = _record_problem(data, 0)
     if problem is None and _HEADER.unpack_from(data, 0)[0] + _HEADER.size != len(data):
         problem = "trailing bytes after the record"
@@ -581,6 +702,44 @@ def _unpack_file(path: Path) -> Any:
         raise StorageCorruptionError(path, _HEADER.size, str(exc)) from None
 
 
+_PROBE = ".raftsim-write-probe"
+
+
+def probe_writable(directory: Path) -> None:
+    """Create, write, fsync and remove a file in ``directory`` (made if missing): a
+    server checks this before it starts, so that a read-only or full data directory
+    stops it at once instead of at its first vote. Raises StorageError."""
+    directory = Path(directory)
+    with _doing("mkdir", directory):
+        directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / _PROBE
+    with _doing("open", probe):
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with _doing("write", probe):
+            _write_all(fd, b"raftsim")
+        with _doing("fsync", probe):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        with _doing("remove", probe):
+            os.remove(probe)
+
+
+@contextmanager
+def _doing(operation: str, path: Path) -> Iterator[None]:
+    """Turn an OSError of ``operation`` on ``path`` into a StorageError naming both."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError.from_os_error(operation, path, exc) from exc
+
+
+def _remove(path: Path) -> None:
+    with _doing("remove", path):
+        os.remove(path)
+
+
 def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
@@ -588,4 +747,4 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[written:]
 
 
-__all__ = ["FileStorage", "MiB", "StorageCorruptionError"]
+__all__ = ["FileStorage", "MiB", "StorageCorruptionError", "StorageError", "probe_writable"]

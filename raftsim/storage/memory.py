@@ -8,10 +8,18 @@ from raftsim.storage.base import PersistentState
 
 
 class MemoryStorage:
-    def __init__(self) -> None:
+    """``trailing_logs``: how many entries at and before a compaction's snapshot index
+    stay in the log (hashicorp/raft's TrailingLogs), so that a follower a little behind
+    catches up from the log instead of a whole snapshot."""
+
+    def __init__(self, *, trailing_logs: int = 0) -> None:
+        if trailing_logs < 0:
+            raise ValueError(f"trailing_logs must be >= 0, not {trailing_logs}")
+        self.trailing_logs = trailing_logs
         self._hard_state = HardState()
         self._snapshot: Snapshot | None = None
-        self._entries: list[Entry] = []  # contiguous, first index = snapshot index + 1
+        #: contiguous; starts at the snapshot index + 1, or earlier (trailing entries)
+        self._entries: list[Entry] = []
 
     def load(self) -> PersistentState:
         return PersistentState(self._hard_state, self._snapshot, list(self._entries))
@@ -23,17 +31,17 @@ class MemoryStorage:
         snapshot: Snapshot | None,
     ) -> None:
         if snapshot is not None:
-            # Compaction keeps the suffix after the snapshot; an installed snapshot that
-            # does not match our log replaces the log entirely.
-            matches = self._term_at(snapshot.index) == snapshot.term
-            kept = [e for e in self._entries if e.index > snapshot.index]
-            self._entries = kept if matches else []
+            # Compaction keeps the suffix after the snapshot and the trailing entries
+            # before it; an installed snapshot that does not match our log replaces the
+            # log entirely.
+            if self._term_at(snapshot.index) == snapshot.term:
+                keep_from = snapshot.index - self.trailing_logs + 1
+                self._entries = [e for e in self._entries if e.index >= keep_from]
+            else:
+                self._entries = []
             self._snapshot = snapshot
         if entries:
-            first = entries[0].index
-            offset = self._offset()
-            keep = max(0, first - offset - 1)
-            del self._entries[keep:]
+            del self._entries[max(0, entries[0].index - self._first()) :]
             self._entries.extend(entries)
         if hard_state is not None:
             self._hard_state = hard_state
@@ -47,13 +55,17 @@ class MemoryStorage:
 
     @property
     def last_index(self) -> int:
-        return self._entries[-1].index if self._entries else self._offset()
+        return max(self._entries[-1].index, self._offset()) if self._entries else self._offset()
 
     def _offset(self) -> int:
         return self._snapshot.index if self._snapshot else 0
 
+    def _first(self) -> int:
+        """The index of the first entry held (the next one when none is)."""
+        return self._entries[0].index if self._entries else self._offset() + 1
+
     def _term_at(self, index: int) -> int | None:
-        pos = index - self._offset() - 1
+        pos = index - self._first()
         if 0 <= pos < len(self._entries):
             return self._entries[pos].term
         return None
