@@ -25,6 +25,19 @@ class NodeSettings:
     max_entries_per_message: int = 64
     #: AppendEntries messages in flight to one follower while replicating
     max_inflight: int = 16
+    #: entry bytes in one AppendEntries (etcd's MaxSizePerMsg); a message always carries
+    #: at least one entry, so a single larger entry still travels, alone
+    max_bytes_per_message: int = 1024 * 1024
+    #: entry and snapshot bytes sent to one follower and not yet acknowledged (etcd's
+    #: MaxInflightBytes): replication to a slow follower waits instead of piling up
+    #: in the transport's send buffer
+    max_inflight_bytes: int = 8 * 1024 * 1024
+    #: a snapshot travels in InstallSnapshot chunks of this many bytes
+    snapshot_chunk_bytes: int = 256 * 1024
+    #: command bytes a leader holds uncommitted before it refuses proposals (etcd's
+    #: MaxUncommittedEntriesSize); 0: no limit. A proposal is always accepted when
+    #: nothing is uncommitted, so one command larger than the limit still commits.
+    max_uncommitted_bytes: int = 64 * 1024 * 1024
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -44,4 +57,10 @@ class NodeSettings:
             raise ValueError("max_entries_per_message must be at least 1")
         if self.max_inflight < 1:
             raise ValueError("max_inflight must be at least 1")
+        for name in ("max_bytes_per_message", "max_inflight_bytes", "snapshot_chunk_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_uncommitted_bytes < 0:
+            raise ValueError("max_uncommitted_bytes must be >= 0 (0: no limit), got "
+                             f"{self.max_uncommitted_bytes}")
         object.__setattr__(self, "bugs", validate_bugs(self.bugs))
