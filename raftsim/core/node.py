@@ -97,15 +97,45 @@ class Progress:
 
 @dataclass(slots=True)
 class PendingSnapshot:
-    """A follower's chunks of one snapshot, until its last chunk arrives. One leader in
-    one term streams one snapshot at a time, so (index, term, leader term) names it."""
+    """A follower's chunks of one snapshot, until it has them all. One leader in one
+    term streams one snapshot at a time, so (index, term, leader term) names it."""
 
     index: int
     term: int
     leader_term: int
     configuration: bytes
+    #: the first ``size`` bytes, in order
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
+    #: chunks that arrived ahead of a missing one (messages may be reordered), by offset
+    early: dict[int, bytes] = field(default_factory=dict)
+    early_bytes: int = 0
+    #: the snapshot's length, known once the chunk marked ``done`` arrived
+    total: int | None = None
+
+    def add(self, offset: int, data: bytes, limit: int) -> None:
+        """Take the chunk at ``offset``: extend the prefix, or hold it for later (up to
+        ``limit`` bytes held; a chunk past that is dropped and sent again)."""
+        if offset > self.size:
+            if offset not in self.early and self.early_bytes + len(data) <= limit:
+                self.early[offset] = data
+                self.early_bytes += len(data)
+            return
+        self._extend(offset, data)
+        while self.early:
+            ready = [o for o in self.early if o <= self.size]
+            if not ready:
+                return
+            for o in sorted(ready):
+                data = self.early.pop(o)
+                self.early_bytes -= len(data)
+                self._extend(o, data)
+
+    def _extend(self, offset: int, data: bytes) -> None:
+        end = offset + len(data)
+        if end > self.size:
+            self.chunks.append(data if offset == self.size else data[self.size - offset:])
+            self.size = end
 
 
 @dataclass(slots=True)
@@ -779,27 +809,20 @@ class RaftNode:
         pending = self.pending_snapshot
         if pending is None or (pending.index, pending.term, pending.leader_term) != (
                 m.last_included_index, m.last_included_term, m.term):
-            if m.offset != 0:
-                # A chunk of a snapshot we hold nothing of (we restarted, or the first
-                # chunk was lost): the leader must start again from byte 0.
-                self._answer_chunk(m, 0)
-                return
+            # The first chunk we see of this snapshot (not necessarily at offset 0: a
+            # restarted follower answers 0, and the leader starts again from there).
             pending = self.pending_snapshot = PendingSnapshot(
                 m.last_included_index, m.last_included_term, m.term, m.configuration)
         end = m.offset + len(m.data)
-        if m.offset > pending.size:
-            self._answer_chunk(m, pending.size)  # a gap: a chunk before this one was lost
-            return
-        if end > pending.size:
-            # The chunk continues what we hold (a resent chunk may overlap it).
-            pending.chunks.append(m.data if m.offset == pending.size
-                                  else m.data[pending.size - m.offset:])
-            pending.size = end
-        if not (m.done and end == pending.size):
+        if m.done:
+            pending.total = end
+        pending.add(m.offset, m.data, 2 * self.settings.max_inflight_bytes)
+        if pending.total is None or pending.size < pending.total:
             self._answer_chunk(m, pending.size)
             return
         self.pending_snapshot = None
-        data = pending.chunks[0] if len(pending.chunks) == 1 else b"".join(pending.chunks)
+        chunks = pending.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         snap = Snapshot(m.last_included_index, m.last_included_term, pending.configuration,
                         data)
         self.log.compact(snap.index, snap.term)
@@ -813,7 +836,7 @@ class RaftNode:
             self._persist_from = snap.index + 1
         self._event("snapshot-installed", index=snap.index, source=m.source)
         self._send(InstallSnapshotResponse(self.term, self.id, m.source, snap.index,
-                                           snap.index, m.offset, end))
+                                           snap.index, m.offset, pending.size))
 
     def _answer_chunk(self, m: InstallSnapshot, next_offset: int) -> None:
         self._send(InstallSnapshotResponse(self.term, self.id, m.source, self.commit_index,
@@ -848,25 +871,27 @@ class RaftNode:
         self._send_append(m.source, now, allow_empty=True)
 
     def _on_chunk_answer(self, m: InstallSnapshotResponse, pr: Progress, now: float) -> None:
-        """Move the follower's snapshot window on, or go back to what it holds."""
+        """Move the follower's snapshot window on, or go back to what it holds.
+
+        Chunks and answers may be lost or reordered, so an answer holding less than was
+        acknowledged before is usually stale, and a missing chunk is resent only when
+        nothing progresses for an election timeout (see _broadcast_heartbeat). The one
+        exception: a follower holding nothing (``next_offset`` 0) after it acknowledged
+        bytes lost its partial snapshot (it restarted), and the leader starts over."""
         assert pr.snapshot is not None
         held = min(m.next_offset, len(pr.snapshot.data))
-        if m.next_offset >= m.offset:  # the chunk was taken
-            if held > pr.snapshot_acked:
-                pr.snapshot_acked = held
-                pr.snapshot_sent_at = now
-                pr.snapshot_probe = False
-                if held > pr.snapshot_next:
-                    # It kept more of this snapshot from before a restarted stream:
-                    # go on from there (a resumed transfer).
-                    pr.snapshot_next = held
-            self._send_snapshot_chunks(m.source, pr)
+        if held > pr.snapshot_acked:
+            pr.snapshot_acked = held
+            pr.snapshot_sent_at = now
+            pr.snapshot_probe = False
+            if held > pr.snapshot_next:
+                # It kept more of this snapshot from before a restarted stream: go on
+                # from there (a resumed transfer).
+                pr.snapshot_next = held
+        elif held == 0 and pr.snapshot_acked > 0:
+            self._resend_snapshot_from(m.source, pr, 0, now)
             return
-        # The chunk did not follow what the follower holds. While probing, only the
-        # answer to the probe counts: others answer chunks sent before it.
-        if pr.snapshot_probe and m.offset != pr.snapshot_acked:
-            return
-        self._resend_snapshot_from(m.source, pr, held, now)
+        self._send_snapshot_chunks(m.source, pr)
 
     # ------------------------------------------------------------------ reads
 
