@@ -139,7 +139,7 @@ class Agent:
         server = Server(config.server_id, settings=config.settings, rng=random.Random(),
                         storage=storage, transport=transport, loop=self.loop,
                         observer=state_log, snapshot_threshold=config.snapshot_threshold,
-                        group_commit=True)
+                        group_commit=True, background_snapshots=True)
         state_log.server = server
         self.server = server
         transport.follow(server, lambda: _member_ids(server), lambda peer: _address(server, peer))
