@@ -25,7 +25,10 @@ from raftsim.core.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
+from raftsim.core.settings import NodeSettings
+from raftsim.runtime.kv import MAX_VALUE_BYTES, encode_put
 from raftsim.wire import (
+    MAX_FRAME_BYTES,
     FrameError,
     MessageError,
     Notification,
@@ -396,3 +399,18 @@ class _Unknown:
 def test_a_field_type_the_wire_does_not_know_fails_at_generation() -> None:
     with pytest.raises(TypeError, match=r"no encoding for _Unknown\.ratio: float"):
         codec._generate(_Unknown)
+
+
+def test_the_largest_messages_the_default_settings_allow_fit_in_a_frame() -> None:
+    """A snapshot chunk, and an AppendEntries just under the byte limit plus the one
+    entry that may overshoot it (a whole KV value), stay far below the frame limit."""
+    settings = NodeSettings()
+    chunk = InstallSnapshot(2**40, "s" * 256, "t" * 256, 2**40, 2**40, b"c" * 4096,
+                            bytes(settings.snapshot_chunk_bytes), 2**40, False)
+    command = encode_put("k" * 512, bytes(MAX_VALUE_BYTES))
+    count = settings.max_bytes_per_message // len(command) + 1
+    entries = tuple(Entry(2**40, 2**40 + n, EntryKind.COMMAND, command) for n in range(count))
+    append = AppendEntries(2**40, "s" * 256, "t" * 256, 2**40, 2**40, entries, 2**40)
+    assert sum(len(e.data) for e in entries[:-1]) <= settings.max_bytes_per_message
+    for message in (chunk, append):
+        assert len(encode_message(message)) <= MAX_FRAME_BYTES // 2
