@@ -84,8 +84,8 @@ class Progress:
     #: the next byte of ``snapshot`` to send, and how many the follower acknowledged
     snapshot_next: int = 0
     snapshot_acked: int = 0
-    #: after a resend from ``snapshot_acked``: one chunk at a time until one is accepted,
-    #: so that answers to chunks sent before the resend are recognised as stale
+    #: after a resend from ``snapshot_acked``: one chunk at a time until the follower
+    #: acknowledges more, so a follower that is gone is not sent a whole window again
     snapshot_probe: bool = False
     #: the chunk marked ``done`` was sent: nothing more until an answer or a resend
     snapshot_all_sent: bool = False
