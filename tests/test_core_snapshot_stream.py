@@ -257,3 +257,30 @@ def test_a_stream_survives_loss_duplication_and_reordering(seed: int) -> None:
             break
     c = net.nodes["c"]
     assert c.snapshot is not None and c.snapshot.data == state
+
+
+def test_a_compaction_during_a_stream_does_not_restart_it() -> None:
+    """The leader streams the snapshot it started with (as hashicorp/raft keeps the
+    snapshot it sends open); the follower then catches up on what followed."""
+    state = state_of(10 * CHUNK)
+    settings = NodeSettings(snapshot_chunk_bytes=CHUNK, max_inflight_bytes=2 * CHUNK)
+    net = lagging_follower(settings, state)
+    net.dropped = lambda m: isinstance(m, InstallSnapshot) and m.offset >= 4 * CHUNK
+    net.tick(0.1)
+    a = net.nodes["a"]
+    first = a.log.snapshot_index
+    net.heal()
+    for n in range(10):
+        net.propose("a", f"y{n}".encode())
+    net.deliver_all()
+    net.handle("a", a.compact(a.applied, b"newer state", net.now))
+    assert a.log.snapshot_index > first
+    net.tick(1.0)
+    chunks = chunks_to(net, "c")
+    assert {m.last_included_index for m in chunks} <= {first, a.log.snapshot_index}
+    assert [m.offset for m in chunks if m.last_included_index == first].count(0) == 1
+    installed = [e.fields["index"] for _, node, _, e in net.trace
+                 if node == "c" and e.kind == "snapshot-installed"]
+    assert installed[0] == first
+    c = net.nodes["c"]
+    assert c.log.last_index == a.log.last_index and c.commit_index == a.commit_index
