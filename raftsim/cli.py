@@ -28,6 +28,19 @@ def _cmd_bench_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_snapshot(args: argparse.Namespace) -> int:
+    from raftsim.bench.snapshot import run_snapshot_bench
+
+    result = run_snapshot_bench(values=args.values, stalls=args.part in ("all", "stalls"),
+                                catch_up=args.part in ("all", "catch-up"))
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for key, value in result.items():
+            print(f"{key:>40}: {value}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from raftsim.scenario.command import RunOptions, run_command
 
@@ -477,6 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate", type=_positive_int, default=2000,
                      help="proposals per virtual second in the loaded run (default 2000)")
     sim.set_defaults(func=_cmd_bench_sim)
+    snapshot = bench_sub.add_parser(
+        "snapshot", help="large state: event-loop stalls, a 200 MiB snapshot catch-up",
+        description="With VALUES values of 512 KiB: the longest event-loop stall while a "
+                    "snapshot is serialized, restored, assembled and written; and how long "
+                    "a server started after the writes takes to catch up by a streamed "
+                    "InstallSnapshot between three agent processes.")
+    snapshot.add_argument("--json", action="store_true", help="print one JSON object")
+    snapshot.add_argument("--values", type=_positive_int, default=400,
+                          help="values of 512 KiB (default 400: 200 MiB)")
+    snapshot.add_argument("--part", choices=("all", "stalls", "catch-up"), default="all")
+    snapshot.set_defaults(func=_cmd_bench_snapshot)
 
     _add_operator_commands(sub)
     _add_live_commands(sub, bench_sub)

@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 import aiohttp
 
 from raftsim.core.ready import Role
-from raftsim.live.agent import Agent, AgentConfig
+from raftsim.core.settings import NodeSettings
+from raftsim.live.agent import LIVE_SETTINGS, Agent, AgentConfig
 from raftsim.live.launcher import ServerSpec, agent_command, plan_cluster
 from raftsim.live.transport import LinkSettings
 from raftsim.runtime.server import Server
@@ -200,7 +201,8 @@ class ThreadedCluster:
     into (``inspect``), and still real sockets and files."""
 
     def __init__(self, root: Path, servers: int = 3, *, links: LinkSettings = TEST_LINKS,
-                 snapshot_threshold: int = 0, fsync: str = "never") -> None:
+                 snapshot_threshold: int = 0, fsync: str = "never",
+                 settings: NodeSettings = LIVE_SETTINGS) -> None:
         ports = free_ports(2 * servers)
         ids = [f"s{k}" for k in range(1, servers + 1)]
         rpc = {sid: f"127.0.0.1:{ports[2 * k]}" for k, sid in enumerate(ids)}
@@ -209,7 +211,8 @@ class ThreadedCluster:
                              http=f"127.0.0.1:{ports[2 * k + 1]}", data_dir=root / sid,
                              peers={p: a for p, a in rpc.items() if p != sid},
                              bootstrap=True, fsync=fsync,  # type: ignore[arg-type]
-                             snapshot_threshold=snapshot_threshold, links=links)
+                             snapshot_threshold=snapshot_threshold, links=links,
+                             settings=settings)
             for k, sid in enumerate(ids)}
         self.loop = asyncio.new_event_loop()
         self.agents = {sid: Agent(config, loop=self.loop) for sid, config in self.configs.items()}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
 from raftsim.api import SimApi
 from raftsim.api.exchange import ApiResponse
+from raftsim.core.settings import NodeSettings
 from raftsim.runtime.kv import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from raftsim.sim.cluster import Cluster
 
@@ -150,3 +152,35 @@ def test_a_partitioned_leader_does_not_serve_linearizable_reads(kv: KV) -> None:
     r = kv.req(kv.leader, "GET", "/v1/kv/x")
     assert (r.status, r.text) == (500, "No cluster leader")
     assert kv.req(kv.leader, "GET", "/v1/kv/x?stale").body == b"old"
+
+
+def test_a_write_past_the_uncommitted_limit_is_429_and_changes_nothing() -> None:
+    """A leader whose writes do not commit (its followers are cut off) refuses more than
+    max_uncommitted_bytes of them with 429 rather than queueing them in memory."""
+    cluster = Cluster(3, seed=5, settings=NodeSettings(max_uncommitted_bytes=1000))
+    api = SimApi(cluster)
+    try:
+        leader = cluster.wait_for_leader()
+        cluster.isolate(leader)
+
+        async def two_writes() -> list[ApiResponse]:
+            return list(await asyncio.gather(
+                api.request(leader, "PUT", "/v1/kv/first", body=b"1" * 800),
+                api.request(leader, "PUT", "/v1/kv/second", body=b"2" * 300)))
+
+        first, second = cluster.run(two_writes())
+        assert second.status == 429
+        assert second.header("Content-Type", "").startswith("text/plain")
+        assert second.header("Retry-After") == "1"
+        assert second.body.decode().startswith("too many uncommitted writes: ")
+        assert second.body.decode().endswith("the limit is 1000; retry later")
+        assert first.status == 500  # it could not commit: the outcome is unknown
+        cluster.heal()
+        new_leader = cluster.wait_for_leader()
+        cluster.run_for(1.0)
+        assert "second" not in cluster.servers[new_leader].kv.digest()
+        ok = cluster.run(api.request(new_leader, "PUT", "/v1/kv/second", body=b"2" * 300))
+        assert (ok.status, ok.json()) == (200, True)
+    finally:
+        api.close()
+        cluster.close()

@@ -246,7 +246,7 @@ def test_a_bin_header_claiming_4_gib_followed_by_data_closes_at_the_frame_limit(
 
 
 def test_a_connection_gets_64_kib_to_say_hello(live: Live) -> None:
-    """Before its hello, a connection does not get the 33 MiB frame limit."""
+    """Before its hello, a connection does not get the 4 MiB frame limit."""
     payload = b"\x93\x02\xa1m\x91\xc6\xff\xff\xff\xff" + bytes(PRE_HELLO_BYTES + 65536)
     line = live.assert_healthy_during(lambda: attack(live, payload))
     assert "no hello" in line

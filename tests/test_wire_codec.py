@@ -25,7 +25,10 @@ from raftsim.core.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
+from raftsim.core.settings import NodeSettings
+from raftsim.runtime.kv import MAX_VALUE_BYTES, encode_put
 from raftsim.wire import (
+    MAX_FRAME_BYTES,
     FrameError,
     MessageError,
     Notification,
@@ -165,8 +168,9 @@ def test_the_wire_layout_is_positional_fields_in_declaration_order() -> None:
         (RequestVote(1, "a", "b", 2, 1, True, False), [1, "a", "b", 2, 1, True, False]),
         (RequestVoteResponse(1, "b", "a", False, True), [1, "b", "a", False, True]),
         (AppendEntriesResponse(2, "b", "a", True, 5, 1, 3, 7), [2, "b", "a", True, 5, 1, 3, 7]),
-        (InstallSnapshot(2, "a", "b", 9, 2, b"c", b"d"), [2, "a", "b", 9, 2, b"c", b"d"]),
-        (InstallSnapshotResponse(2, "b", "a", 9), [2, "b", "a", 9]),
+        (InstallSnapshot(2, "a", "b", 9, 2, b"c", b"d", 512, False),
+         [2, "a", "b", 9, 2, b"c", b"d", 512, False]),
+        (InstallSnapshotResponse(2, "b", "a", 3, 9, 256, 512), [2, "b", "a", 3, 9, 256, 512]),
         (TimeoutNow(4, "a", "b"), [4, "a", "b"]),
     ],
 )
@@ -263,8 +267,12 @@ def test_append_entries_with_wrong_params_is_rejected(params: list[Any], complai
     [
         ("RequestVote", [1, "a", "b", 1, 1, 1, False], r"RequestVote\.pre_vote must be a bool"),
         ("RequestVoteResponse", [1, "a", "b", None, False], r"granted must be a bool, got nil"),
-        ("InstallSnapshot", [1, "a", "b", 1, 1, "c", b""], r"configuration must be bin, got str"),
-        ("InstallSnapshotResponse", [1, "a", "b", -5], r"match_index must be a non-negative"),
+        ("InstallSnapshot", [1, "a", "b", 1, 1, "c", b"", 0, True],
+         r"configuration must be bin, got str"),
+        ("InstallSnapshot", [1, "a", "b", 1, 1, b"", b"", 0, 1], r"done must be a bool, got int"),
+        ("InstallSnapshotResponse", [1, "a", "b", -5, 0, 0, 0],
+         r"match_index must be a non-negative"),
+        ("InstallSnapshotResponse", [1, "a", "b", 5, 0, -1, 0], r"offset must be a non-negative"),
         ("TimeoutNow", [1, "a"], r"TimeoutNow takes 3 params \[term, source, target\], got 2"),
         ("TimeoutNow", [1, "a", ["b"]], r"TimeoutNow\.target must be a str, got array"),
         ("AppendEntriesResponse", [1, "a", "b", 0, 0, 0, 0, 0], r"success must be a bool, got int"),
@@ -391,3 +399,18 @@ class _Unknown:
 def test_a_field_type_the_wire_does_not_know_fails_at_generation() -> None:
     with pytest.raises(TypeError, match=r"no encoding for _Unknown\.ratio: float"):
         codec._generate(_Unknown)
+
+
+def test_the_largest_messages_the_default_settings_allow_fit_in_a_frame() -> None:
+    """A snapshot chunk, and an AppendEntries just under the byte limit plus the one
+    entry that may overshoot it (a whole KV value), stay far below the frame limit."""
+    settings = NodeSettings()
+    chunk = InstallSnapshot(2**40, "s" * 256, "t" * 256, 2**40, 2**40, b"c" * 4096,
+                            bytes(settings.snapshot_chunk_bytes), 2**40, False)
+    command = encode_put("k" * 512, bytes(MAX_VALUE_BYTES))
+    count = settings.max_bytes_per_message // len(command) + 1
+    entries = tuple(Entry(2**40, 2**40 + n, EntryKind.COMMAND, command) for n in range(count))
+    append = AppendEntries(2**40, "s" * 256, "t" * 256, 2**40, 2**40, entries, 2**40)
+    assert sum(len(e.data) for e in entries[:-1]) <= settings.max_bytes_per_message
+    for message in (chunk, append):
+        assert len(encode_message(message)) <= MAX_FRAME_BYTES // 2

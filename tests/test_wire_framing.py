@@ -291,7 +291,7 @@ def test_many_small_frames_in_one_feed_are_not_limited_by_the_buffer() -> None:
     assert FrameDecoder(max_buffer_bytes=1000).feed(stream) == [frame] * 20_000
 
 
-def test_a_32_mib_snapshot_fits_in_one_frame_with_the_defaults() -> None:
+def test_the_longest_bin_fits_in_one_frame_with_the_defaults() -> None:
     snapshot = InstallSnapshot(9, "s1", "s2", 10**6, 8, b"\x00cfg", bytes(MAX_BYTES_LEN))
     data = encode_message(snapshot)
     assert len(data) <= MAX_FRAME_BYTES

@@ -5,6 +5,11 @@ the raw request body, at most 512 KiB (413 past it). A write answers once its en
 committed and applied. A read is linearizable by default: the leader confirms it still
 leads with a ReadIndex round (``Server.read_barrier``) before reading; ``?stale`` reads
 the answering server's own copy.
+
+A leader holding too many uncommitted bytes (a slow quorum; ``max_uncommitted_bytes``,
+64 MiB by default) refuses writes with 429 Too Many Requests, a text/plain message saying
+why and a ``Retry-After`` header, instead of queueing them in memory: the write did not
+happen and can be sent again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from raftsim.api.forwarding import answer_by_leader, answer_locally
 from raftsim.api.meta import read_headers
 from raftsim.api.params import query_value, stale
 from raftsim.api.state import STATE
+from raftsim.core.errors import UncommittedLimitReached
 from raftsim.runtime.kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, encode_delete, encode_put
 
 PREFIX = "/v1/kv/"
@@ -55,6 +61,22 @@ def cas_of(request: web.Request) -> int | None:
         raise ApiError(400, f'Error parsing cas value: strconv.ParseUint: parsing "{value}": '
                             "value out of range")
     return cas
+
+
+#: seconds a client refused with 429 is told to wait before it retries
+RETRY_AFTER_SECONDS = 1
+
+
+async def _write(request: web.Request, command: bytes) -> web.StreamResponse:
+    """Propose ``command`` at the leader; 429 if it holds too much uncommitted."""
+    state = request.app[STATE]
+    try:
+        done = await state.server.propose(command, timeout=state.request_timeout)
+    except UncommittedLimitReached as exc:
+        response = text_response(429, f"{exc}")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return web.json_response(done)
 
 
 def _too_large() -> ApiError:
@@ -98,27 +120,22 @@ async def get_key(request: web.Request) -> web.StreamResponse:
 
 @routes.put(PATH)
 async def put_key(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
     key = key_of(request)
     cas = cas_of(request)
     value = await value_of(request)
 
     async def act() -> web.StreamResponse:
-        done = await state.server.propose(encode_put(key, value, cas),
-                                          timeout=state.request_timeout)
-        return web.json_response(done)
+        return await _write(request, encode_put(key, value, cas))
 
     return await answer_by_leader(request, act, body=value)
 
 
 @routes.delete(PATH)
 async def delete_key(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
     key = key_of(request)
 
     async def act() -> web.StreamResponse:
-        done = await state.server.propose(encode_delete(key), timeout=state.request_timeout)
-        return web.json_response(done)
+        return await _write(request, encode_delete(key))
 
     return await answer_by_leader(request, act)
 

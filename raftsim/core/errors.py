@@ -18,3 +18,14 @@ class ChangeNotAllowedYet(Exception):
 
 class ProposalDropped(Exception):
     """The leader is handing over leadership and takes no new entries meanwhile."""
+
+
+class UncommittedLimitReached(ProposalDropped):
+    """The leader already holds ``max_uncommitted_bytes`` of uncommitted commands (a slow
+    quorum): it refuses more rather than grow its memory. Retrying later can succeed."""
+
+    def __init__(self, uncommitted: int, limit: int) -> None:
+        super().__init__(f"too many uncommitted writes: {uncommitted} bytes are waiting to "
+                         f"commit, the limit is {limit}; retry later")
+        self.uncommitted = uncommitted
+        self.limit = limit

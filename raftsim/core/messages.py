@@ -91,7 +91,15 @@ class AppendEntriesResponse:
 
 @dataclass(frozen=True, slots=True)
 class InstallSnapshot:
-    """Leader sends its whole snapshot to a follower whose next entry was compacted."""
+    """One chunk of the leader's snapshot, for a follower whose next entry was compacted.
+
+    A snapshot travels as bytes ``data`` at ``offset`` of the whole, ``done`` on the last
+    chunk (hashicorp/raft streams it; etcd bounds every message by MaxSizePerMsg), so no
+    frame is larger than a chunk however large the state machine grows. The follower
+    keeps the chunks of one snapshot, identified by (last_included_index,
+    last_included_term, term), and installs it when the ``done`` chunk completes it.
+    A snapshot that fits one chunk is one message with offset 0 and ``done``.
+    """
 
     term: int
     source: str
@@ -100,14 +108,29 @@ class InstallSnapshot:
     last_included_term: int
     configuration: bytes
     data: bytes
+    offset: int = 0
+    done: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class InstallSnapshotResponse:
+    """The follower's answer to one chunk.
+
+    ``match_index`` at or past the snapshot's index: the follower has installed it (or
+    already held everything it covers). Otherwise the answer is about the chunk at
+    ``offset`` of snapshot ``snapshot_index``: ``next_offset`` is how many bytes of it the
+    follower holds, where the leader goes on. ``next_offset`` below ``offset`` means the
+    chunk did not follow what the follower holds (a lost chunk, or the follower lost its
+    partial snapshot: 0), and the leader resends from ``next_offset``.
+    """
+
     term: int
     source: str
     target: str
     match_index: int
+    snapshot_index: int = 0
+    offset: int = 0
+    next_offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,12 @@ from raftsim.core.configuration import (
     decode_indexed,
     encode_indexed,
 )
-from raftsim.core.errors import ChangeNotAllowedYet, NotLeader, ProposalDropped
+from raftsim.core.errors import (
+    ChangeNotAllowedYet,
+    NotLeader,
+    ProposalDropped,
+    UncommittedLimitReached,
+)
 from raftsim.core.log import RaftLog
 from raftsim.core.messages import (
     AppendEntries,
@@ -52,7 +57,7 @@ class ReplicationState(enum.Enum):
 
     PROBE = "probe"  # one message at a time until the follower's log position is found
     REPLICATE = "replicate"  # pipelined: many messages in flight
-    SNAPSHOT = "snapshot"  # an InstallSnapshot is on its way
+    SNAPSHOT = "snapshot"  # an InstallSnapshot is on its way, in chunks
 
 
 @dataclass(slots=True)
@@ -63,12 +68,74 @@ class Progress:
     match: int = 0
     state: ReplicationState = ReplicationState.PROBE
     paused: bool = False
-    #: (last index, time sent) of each AppendEntries in flight while replicating
-    inflight: deque[tuple[int, float]] = field(default_factory=deque)
+    #: (last index, time sent, entry bytes) of each AppendEntries in flight while
+    #: replicating, and the sum of their bytes (etcd's Inflights with MaxInflightBytes)
+    inflight: deque[tuple[int, float, int]] = field(default_factory=deque)
+    inflight_bytes: int = 0
     recent_active: bool = False
     last_response: float = -INF
     snapshot_index: int = 0
+    #: when the snapshot being streamed last made progress (sent, or a chunk acknowledged)
     snapshot_sent_at: float = -INF
+    #: the snapshot being streamed: kept even if the leader compacts again meanwhile, so
+    #: a long transfer is not restarted by every compaction (hashicorp/raft keeps the
+    #: snapshot it is sending open the same way)
+    snapshot: Snapshot | None = None
+    #: the next byte of ``snapshot`` to send, and how many the follower acknowledged
+    snapshot_next: int = 0
+    snapshot_acked: int = 0
+    #: after a resend from ``snapshot_acked``: one chunk at a time until the follower
+    #: acknowledges more, so a follower that is gone is not sent a whole window again
+    snapshot_probe: bool = False
+    #: the chunk marked ``done`` was sent: nothing more until an answer or a resend
+    snapshot_all_sent: bool = False
+
+    def clear_inflight(self) -> None:
+        self.inflight.clear()
+        self.inflight_bytes = 0
+
+
+@dataclass(slots=True)
+class PendingSnapshot:
+    """A follower's chunks of one snapshot, until it has them all. One leader in one
+    term streams one snapshot at a time, so (index, term, leader term) names it."""
+
+    index: int
+    term: int
+    leader_term: int
+    configuration: bytes
+    #: the first ``size`` bytes, in order
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    #: chunks that arrived ahead of a missing one (messages may be reordered), by offset
+    early: dict[int, bytes] = field(default_factory=dict)
+    early_bytes: int = 0
+    #: the snapshot's length, known once the chunk marked ``done`` arrived
+    total: int | None = None
+
+    def add(self, offset: int, data: bytes, limit: int) -> None:
+        """Take the chunk at ``offset``: extend the prefix, or hold it for later (up to
+        ``limit`` bytes held; a chunk past that is dropped and sent again)."""
+        if offset > self.size:
+            if offset not in self.early and self.early_bytes + len(data) <= limit:
+                self.early[offset] = data
+                self.early_bytes += len(data)
+            return
+        self._extend(offset, data)
+        while self.early:
+            ready = [o for o in self.early if o <= self.size]
+            if not ready:
+                return
+            for o in sorted(ready):
+                data = self.early.pop(o)
+                self.early_bytes -= len(data)
+                self._extend(o, data)
+
+    def _extend(self, offset: int, data: bytes) -> None:
+        end = offset + len(data)
+        if end > self.size:
+            self.chunks.append(data if offset == self.size else data[self.size - offset:])
+            self.size = end
 
 
 @dataclass(slots=True)
@@ -130,6 +197,10 @@ class RaftNode:
         self._snapshot_out: Snapshot | None = None
         self._restore: Snapshot | None = None
         self._read_states: list[ReadState] = []
+        #: command bytes appended as leader and not yet committed (etcd's uncommittedSize)
+        self.uncommitted_bytes = 0
+        #: the chunks of a snapshot being received from the leader
+        self.pending_snapshot: PendingSnapshot | None = None
         self._reset_election_timer(now)
 
     # ------------------------------------------------------------------ inspection
@@ -254,6 +325,10 @@ class RaftNode:
         self._require_leader()
         if self.transfer_target is not None:
             raise ProposalDropped("leadership transfer in progress")
+        limit = self.settings.max_uncommitted_bytes
+        if limit and self.uncommitted_bytes and self.uncommitted_bytes + len(command) > limit:
+            raise UncommittedLimitReached(self.uncommitted_bytes, limit)
+        self.uncommitted_bytes += len(command)
         entry = self._append_new(EntryKind.COMMAND, command)
         self._broadcast_append(now)
         self._maybe_commit(now)
@@ -395,6 +470,7 @@ class RaftNode:
         self.role = Role.LEADER
         self.leader_id = self.id
         self.progress = {}
+        self.uncommitted_bytes = 0
         self._sync_progress_with_configuration(drop_removed=True)
         self._event("role", role=self.role.value, leader=self.id)
         # A no-op of the new term lets the leader commit everything before it (§5.4.2).
@@ -521,7 +597,7 @@ class RaftNode:
                 hint = m.conflict_index
             pr.next = max(pr.match + 1, min(hint, rejected))
             pr.state = ReplicationState.PROBE
-            pr.inflight.clear()
+            pr.clear_inflight()
             pr.paused = False
             self._send_append(m.source, now, allow_empty=True)
             return
@@ -529,13 +605,14 @@ class RaftNode:
         if progressed:
             pr.match = m.match_index
         while pr.inflight and pr.inflight[0][0] <= pr.match:
-            pr.inflight.popleft()
+            pr.inflight_bytes -= pr.inflight.popleft()[2]
         if pr.state is ReplicationState.PROBE or (
             pr.state is ReplicationState.SNAPSHOT and pr.match >= pr.snapshot_index
         ):
             pr.state = ReplicationState.REPLICATE
+            pr.snapshot = None
             pr.next = pr.match + 1
-            pr.inflight.clear()
+            pr.clear_inflight()
         pr.next = max(pr.next, pr.match + 1)
         pr.paused = False
         if progressed:
@@ -553,7 +630,7 @@ class RaftNode:
             # an AppendEntries was lost. Probe again from what it has acknowledged.
             pr.state = ReplicationState.PROBE
             pr.next = pr.match + 1
-            pr.inflight.clear()
+            pr.clear_inflight()
             self._send_append(m.source, now, allow_empty=True)
         elif pr.next <= self.log.last_index:
             self._send_append(m.source, now)
@@ -565,15 +642,15 @@ class RaftNode:
                 return
             if pr.state is ReplicationState.PROBE and pr.paused:
                 return
-            if len(pr.inflight) >= self.settings.max_inflight:
+            if (len(pr.inflight) >= self.settings.max_inflight
+                    or pr.inflight_bytes >= self.settings.max_inflight_bytes):
                 return
             prev = pr.next - 1
             prev_term = self.log.term_at(prev)
             if prev_term is None:
                 self._send_snapshot(peer, now)
                 return
-            entries = tuple(self.log.slice(pr.next,
-                                           pr.next + self.settings.max_entries_per_message))
+            entries, size = self._entries_to_send(pr.next)
             if not entries and not allow_empty:
                 return
             self._send(AppendEntries(self.term, self.id, peer, prev, prev_term, entries,
@@ -584,20 +661,73 @@ class RaftNode:
             if not entries:
                 return
             pr.next = entries[-1].index + 1
-            pr.inflight.append((entries[-1].index, now))
+            pr.inflight.append((entries[-1].index, now, size))
+            pr.inflight_bytes += size
             allow_empty = False
 
+    def _entries_to_send(self, first: int) -> tuple[tuple[Entry, ...], int]:
+        """Entries from ``first`` for one AppendEntries, and their data bytes: at most
+        max_entries_per_message, and no more than max_bytes_per_message of data unless
+        the first entry alone is larger (etcd's limitSize: always at least one)."""
+        entries = self.log.slice(first, first + self.settings.max_entries_per_message)
+        limit = self.settings.max_bytes_per_message
+        size = 0
+        for count, entry in enumerate(entries):
+            size += len(entry.data)
+            if size > limit and count:
+                return tuple(entries[:count]), size - len(entry.data)
+        return tuple(entries), size
+
     def _send_snapshot(self, peer: str, now: float) -> None:
+        """Start streaming the current snapshot to ``peer``, from its first byte."""
         snap = self.snapshot
         assert snap is not None, "a compacted log always has a snapshot"
         pr = self.progress[peer]
         pr.state = ReplicationState.SNAPSHOT
+        pr.snapshot = snap
         pr.snapshot_index = snap.index
         pr.snapshot_sent_at = now
-        pr.inflight.clear()
-        self._event("send-snapshot", peer=peer, index=snap.index)
-        self._send(InstallSnapshot(self.term, self.id, peer, snap.index, snap.term,
-                                   snap.configuration, snap.data))
+        pr.snapshot_next = pr.snapshot_acked = 0
+        pr.snapshot_probe = pr.snapshot_all_sent = False
+        pr.clear_inflight()
+        self._event("send-snapshot", peer=peer, index=snap.index, size=len(snap.data))
+        self._send_snapshot_chunks(peer, pr)
+
+    def _send_snapshot_chunks(self, peer: str, pr: Progress) -> None:
+        """Send the next chunks of the snapshot while the follower's window allows:
+        at most max_inflight_bytes unacknowledged (always one chunk), one chunk at a
+        time while probing."""
+        snap = pr.snapshot
+        assert snap is not None
+        size = len(snap.data)
+        chunk = self.settings.snapshot_chunk_bytes
+        window = self.settings.max_inflight_bytes
+        while not pr.snapshot_all_sent:
+            offset = pr.snapshot_next
+            in_flight = offset - pr.snapshot_acked
+            if in_flight and (pr.snapshot_probe or in_flight >= window):
+                return
+            end = min(offset + chunk, size)
+            done = end == size
+            self._send(InstallSnapshot(self.term, self.id, peer, snap.index, snap.term,
+                                       snap.configuration, snap.data[offset:end], offset,
+                                       done))
+            pr.snapshot_next = end
+            pr.snapshot_all_sent = done
+
+    def _resend_snapshot_from(self, peer: str, pr: Progress, offset: int,
+                              now: float) -> None:
+        """Go back to ``offset`` of the snapshot being streamed (what the follower says
+        it holds: 0 if it lost its partial snapshot) and send one chunk from there."""
+        if pr.snapshot is None:
+            self._send_snapshot(peer, now)
+            return
+        pr.snapshot_next = pr.snapshot_acked = min(offset, len(pr.snapshot.data))
+        pr.snapshot_probe = True
+        pr.snapshot_all_sent = False
+        pr.snapshot_sent_at = now
+        self._event("resend-snapshot", peer=peer, index=pr.snapshot.index, offset=offset)
+        self._send_snapshot_chunks(peer, pr)
 
     def _broadcast_append(self, now: float) -> None:
         for peer in self.progress:
@@ -609,7 +739,9 @@ class RaftNode:
         for peer, pr in self.progress.items():
             if pr.state is ReplicationState.SNAPSHOT and context == 0:
                 if now - pr.snapshot_sent_at >= self.settings.election_timeout_max:
-                    self._send_snapshot(peer, now)
+                    # Nothing acknowledged for an election timeout: a chunk or its
+                    # answer was lost. Resend from what the follower acknowledged.
+                    self._resend_snapshot_from(peer, pr, pr.snapshot_acked, now)
                 continue
             if pr.state is ReplicationState.PROBE and context == 0:
                 pr.paused = False
@@ -635,6 +767,10 @@ class RaftNode:
 
     def _set_commit(self, index: int, now: float) -> None:
         previous_config_index = self.committed_configuration[0]
+        if self.uncommitted_bytes:
+            committed = sum(len(e.data) for e in self.log.slice(self.commit_index + 1,
+                                                                index + 1))
+            self.uncommitted_bytes = max(self.uncommitted_bytes - committed, 0)
         self.commit_index = index
         self._event("commit", index=index)
         cfg_index, config = self.committed_configuration
@@ -666,9 +802,30 @@ class RaftNode:
         self.last_leader_contact = now
         self._reset_election_timer(now)
         if m.last_included_index <= self.commit_index:
-            self._send(InstallSnapshotResponse(self.term, self.id, m.source, self.commit_index))
+            self.pending_snapshot = None
+            self._send(InstallSnapshotResponse(self.term, self.id, m.source, self.commit_index,
+                                               m.last_included_index, m.offset,
+                                               m.offset + len(m.data)))
             return
-        snap = Snapshot(m.last_included_index, m.last_included_term, m.configuration, m.data)
+        pending = self.pending_snapshot
+        if pending is None or (pending.index, pending.term, pending.leader_term) != (
+                m.last_included_index, m.last_included_term, m.term):
+            # The first chunk we see of this snapshot (not necessarily at offset 0: a
+            # restarted follower answers 0, and the leader starts again from there).
+            pending = self.pending_snapshot = PendingSnapshot(
+                m.last_included_index, m.last_included_term, m.term, m.configuration)
+        end = m.offset + len(m.data)
+        if m.done:
+            pending.total = end
+        pending.add(m.offset, m.data, 2 * self.settings.max_inflight_bytes)
+        if pending.total is None or pending.size < pending.total:
+            self._answer_chunk(m, pending.size)
+            return
+        self.pending_snapshot = None
+        chunks = pending.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        snap = Snapshot(m.last_included_index, m.last_included_term, pending.configuration,
+                        data)
         self.log.compact(snap.index, snap.term)
         self.snapshot = snap
         self.commit_index = snap.index
@@ -679,7 +836,12 @@ class RaftNode:
         if self._persist_from is not None and self._persist_from <= snap.index:
             self._persist_from = snap.index + 1
         self._event("snapshot-installed", index=snap.index, source=m.source)
-        self._send(InstallSnapshotResponse(self.term, self.id, m.source, snap.index))
+        self._send(InstallSnapshotResponse(self.term, self.id, m.source, snap.index,
+                                           snap.index, m.offset, pending.size))
+
+    def _answer_chunk(self, m: InstallSnapshot, next_offset: int) -> None:
+        self._send(InstallSnapshotResponse(self.term, self.id, m.source, self.commit_index,
+                                           m.last_included_index, m.offset, next_offset))
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse, now: float) -> None:
         if self.role is not Role.LEADER:
@@ -694,10 +856,43 @@ class RaftNode:
             self._maybe_commit(now)
         if self.role is not Role.LEADER:
             return
+        installed = m.match_index >= m.snapshot_index
+        if pr.state is ReplicationState.SNAPSHOT and not installed:
+            if m.snapshot_index == pr.snapshot_index:
+                self._on_chunk_answer(m, pr, now)
+            return
+        if pr.state is not ReplicationState.SNAPSHOT and not installed:
+            return  # a late answer to a chunk of a stream that has ended
+        if pr.state is ReplicationState.SNAPSHOT and pr.match < pr.snapshot_index:
+            return  # it installed an older snapshot; the current stream goes on
+        pr.snapshot = None
         pr.next = pr.match + 1
         pr.state = ReplicationState.PROBE
         pr.paused = False
         self._send_append(m.source, now, allow_empty=True)
+
+    def _on_chunk_answer(self, m: InstallSnapshotResponse, pr: Progress, now: float) -> None:
+        """Move the follower's snapshot window on, or go back to what it holds.
+
+        Chunks and answers may be lost or reordered, so an answer holding less than was
+        acknowledged before is usually stale, and a missing chunk is resent only when
+        nothing progresses for an election timeout (see _broadcast_heartbeat). The one
+        exception: a follower holding nothing (``next_offset`` 0) after it acknowledged
+        bytes lost its partial snapshot (it restarted), and the leader starts over."""
+        assert pr.snapshot is not None
+        held = min(m.next_offset, len(pr.snapshot.data))
+        if held > pr.snapshot_acked:
+            pr.snapshot_acked = held
+            pr.snapshot_sent_at = now
+            pr.snapshot_probe = False
+            if held > pr.snapshot_next:
+                # It kept more of this snapshot from before a restarted stream: go on
+                # from there (a resumed transfer).
+                pr.snapshot_next = held
+        elif held == 0 and pr.snapshot_acked > 0:
+            self._resend_snapshot_from(m.source, pr, 0, now)
+            return
+        self._send_snapshot_chunks(m.source, pr)
 
     # ------------------------------------------------------------------ reads
 

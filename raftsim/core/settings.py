@@ -33,6 +33,19 @@ class NodeSettings:
     #: (hashicorp/raft's TrailingLogs). 0 in the simulator, so small scenarios still
     #: show InstallSnapshot; the live agent uses DEFAULT_TRAILING_LOGS.
     trailing_logs: int = 0
+    #: entry bytes in one AppendEntries (etcd's MaxSizePerMsg); a message always carries
+    #: at least one entry, so a single larger entry still travels, alone
+    max_bytes_per_message: int = 1024 * 1024
+    #: entry and snapshot bytes sent to one follower and not yet acknowledged (etcd's
+    #: MaxInflightBytes): replication to a slow follower waits instead of piling up
+    #: in the transport's send buffer
+    max_inflight_bytes: int = 8 * 1024 * 1024
+    #: a snapshot travels in InstallSnapshot chunks of this many bytes
+    snapshot_chunk_bytes: int = 256 * 1024
+    #: command bytes a leader holds uncommitted before it refuses proposals (etcd's
+    #: MaxUncommittedEntriesSize); 0: no limit. A proposal is always accepted when
+    #: nothing is uncommitted, so one command larger than the limit still commits.
+    max_uncommitted_bytes: int = 64 * 1024 * 1024
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -54,4 +67,10 @@ class NodeSettings:
             raise ValueError("max_inflight must be at least 1")
         if self.trailing_logs < 0:
             raise ValueError(f"trailing_logs must be >= 0, got {self.trailing_logs}")
+        for name in ("max_bytes_per_message", "max_inflight_bytes", "snapshot_chunk_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_uncommitted_bytes < 0:
+            raise ValueError("max_uncommitted_bytes must be >= 0 (0: no limit), got "
+                             f"{self.max_uncommitted_bytes}")
         object.__setattr__(self, "bugs", validate_bugs(self.bugs))

@@ -176,7 +176,7 @@ class Agent:
         server = Server(config.server_id, settings=settings, rng=random.Random(),
                         storage=storage, transport=transport, loop=self.loop,
                         observer=state_log, snapshot_threshold=config.snapshot_threshold,
-                        group_commit=True)
+                        group_commit=True, background_snapshots=True)
         state_log.server = server
         server.on_storage_failure = self._fatal
         self.server = server

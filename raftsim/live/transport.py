@@ -48,7 +48,7 @@ PROTOCOL_VERSION: Final = 1
 #: longest server id or node name a hello may carry
 MAX_NAME_LEN: Final = 256
 #: bytes a connection may send before its hello is complete (a hello is ~30 bytes): until
-#: it says who it is, a connection does not get the wire's 33 MiB frame limit
+#: it says who it is, a connection does not get the wire's 4 MiB frame limit
 PRE_HELLO_BYTES: Final = 64 * 1024
 #: connections accepted but not yet identified by a hello, at most
 MAX_UNIDENTIFIED: Final = 64

@@ -34,7 +34,14 @@ from raftsim.runtime.errors import (
     RequestTimeout,
     ServerStopped,
 )
-from raftsim.runtime.kv import KVStore, check_command, encode_batch
+from raftsim.runtime.kv import (
+    KVItem,
+    KVStore,
+    check_command,
+    decode_snapshot,
+    encode_batch,
+    encode_snapshot,
+)
 from raftsim.storage.base import Storage, StorageError
 from raftsim.wire import (
     Frame,
@@ -106,6 +113,7 @@ class Server:
         snapshot_threshold: int = 0,
         group_commit: bool = False,
         ack_after_failed_save: bool = False,
+        background_snapshots: bool = False,
     ) -> None:
         self.id = node_id
         self.settings = settings
@@ -153,6 +161,19 @@ class Server:
         #: a runtime bug switch for the invariant checker's tests: swallow a failed save
         #: and carry on, acknowledging what the disk does not hold (the zombie follower)
         self.ack_after_failed_save = ack_after_failed_save
+        #: live servers (with group commit): serialize the state machine for a snapshot,
+        #: and restore one, in a worker thread, so heartbeats keep flowing meanwhile. The
+        #: simulator does both at once: they cost no virtual time and stay deterministic.
+        if background_snapshots and not group_commit:
+            raise ValueError("background_snapshots needs group_commit")
+        self.background_snapshots = background_snapshots
+        #: bumped by every crash and every restore: a background restore from before it
+        #: is discarded
+        self._restore_generation = 0
+        self._snapshotting = False
+        #: the index of a snapshot being restored in the background; committed entries
+        #: after it wait in the backlog until it is done
+        self._restoring: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -190,6 +211,9 @@ class Server:
     def _halt(self) -> None:
         """Drop the node and every volatile thing; fail what is pending."""
         self.node = None
+        self._restore_generation += 1
+        self._snapshotting = False
+        self._restoring = None
         self.paused = False
         self._held.clear()
         self._batch.clear()
@@ -527,7 +551,9 @@ class Server:
 
     def _apply_backlog(self) -> None:
         """Apply committed entries in order until this flush's budget is spent; what is
-        left waits for the next flush (scheduled now)."""
+        left waits for the next flush (scheduled now), or for a background restore."""
+        if self._restoring is not None:
+            return
         backlog = self._backlog
         entries = []
         spent = 0
@@ -626,8 +652,11 @@ class Server:
         # 3. apply
         changed = False
         if ready.restore is not None:
-            self.kv.restore(ready.restore.data)
-            self.kv.advance(ready.restore.index)
+            if self.background_snapshots:
+                self._restore_in_background(ready.restore)
+            else:
+                self.kv.restore(ready.restore.data)
+                self.kv.advance(ready.restore.index)
             for index in [i for i in self._proposals if i <= ready.restore.index]:
                 pending = self._proposals.pop(index)
                 if not pending.future.done():
@@ -663,8 +692,65 @@ class Server:
         self._schedule(ready.deadline)
         if (self.snapshot_threshold
                 and node.applied - node.log.snapshot_index >= self.snapshot_threshold
-                and self.kv.applied_index == node.applied):
-            self._process(node.compact(node.applied, self.kv.snapshot(), self.loop.time()))
+                and self.kv.applied_index == node.applied
+                and not self._snapshotting and self._restoring is None):
+            if self.background_snapshots:
+                self._snapshot_in_background(node)
+            else:
+                self._process(node.compact(node.applied, self.kv.snapshot(),
+                                           self.loop.time()))
+
+    # ------------------------------------------------------------------ background snapshots
+
+    def _snapshot_in_background(self, node: RaftNode) -> None:
+        """Serialize the state machine in a worker thread from a shallow copy of its
+        items (immutable tuples: later writes replace them, never change them), then
+        compact the log up to the index the copy was taken at."""
+        self._snapshotting = True
+        index = self.kv.applied_index
+        items = dict(self.kv.items)
+        job = self.loop.run_in_executor(None, encode_snapshot, index, items)
+
+        def compact(job: asyncio.Future[bytes]) -> None:
+            if self.node is not node:
+                return  # crashed meanwhile: the job's result belongs to no one
+            self._snapshotting = False
+            error = job.exception()
+            if error is not None:
+                self._emit("snapshot-failed", {"index": index, "error": str(error)})
+                return
+            self._process(node.compact(index, job.result(), self.loop.time()))
+
+        job.add_done_callback(compact)
+
+    def _restore_in_background(self, snapshot: Snapshot) -> None:
+        """Decode an installed snapshot in a worker thread; committed entries after it
+        wait in the backlog, reads wait for the applied index, until it is done."""
+        self._restoring = snapshot.index
+        self._restore_generation += 1  # a restore still running for an older one is void
+        generation = self._restore_generation
+        job = self.loop.run_in_executor(None, decode_snapshot, snapshot.data)
+
+        def install(job: asyncio.Future[tuple[int, dict[str, KVItem]]]) -> None:
+            if generation != self._restore_generation or self.node is None:
+                return
+            error = job.exception()
+            if error is not None:
+                # The leader's snapshot does not decode: a bug, not a fault to survive.
+                # Nothing more is applied (the backlog waits for ever) rather than apply
+                # entries to a state machine that is not the snapshot's.
+                self._emit("restore-failed", {"index": snapshot.index, "error": str(error)})
+                raise RuntimeError(f"cannot restore snapshot {snapshot.index}: {error}")
+            self._restoring = None
+            kv = KVStore()
+            kv.applied_index, kv.items = job.result()
+            kv.advance(snapshot.index)
+            self.kv = kv
+            self._wake_readers()
+            self._signal_change()
+            self._schedule_flush()  # the backlog that waited for this
+
+        job.add_done_callback(install)
 
     def _apply(self, committed: Sequence[Entry]) -> None:
         kv = self.kv
@@ -691,6 +777,10 @@ class Server:
                     pending.future.set_exception(LeadershipLost())
         first, last = committed[0].index, committed[-1].index
         self._emit("apply", {"from": first, "to": last})
+        self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        kv = self.kv
         if self._read_waiters:
             still = []
             for index, waiter in self._read_waiters:

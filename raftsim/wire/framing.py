@@ -24,10 +24,9 @@ length (a bin32 claiming 4 GiB) is bounded by the buffer limit instead.
 
 What the limits do not bound tightly is the Python objects a frame decodes to: a frame
 made only of empty arrays or maps costs about 70 bytes of memory per input byte (measured:
-16 MiB in, 1.1 GiB resident), so ~2.3 GiB for a frame at the default limit; and nested
-array headers preallocate up to ``1024 * 8 * max_container_len`` bytes of (lazily zeroed)
-list space, since msgpack nests 1024 deep. A live server facing untrusted peers should pass
-a smaller ``max_buffer_bytes`` (and send snapshots in chunks).
+16 MiB in, 1.1 GiB resident), so ~290 MiB for a frame at the default 4 MiB limit; and
+nested array headers preallocate up to ``1024 * 8 * max_container_len`` bytes of (lazily
+zeroed) list space, since msgpack nests 1024 deep.
 """
 
 from __future__ import annotations
@@ -37,10 +36,13 @@ from typing import Any, Final
 
 import msgpack
 
-#: Longest str or bin: room for a 32 MiB snapshot in one InstallSnapshot.
-MAX_BYTES_LEN: Final = 32 * 1024 * 1024
-#: Longest frame: the largest str/bin plus a MiB for everything else in the frame.
-MAX_FRAME_BYTES: Final = MAX_BYTES_LEN + 1024 * 1024
+#: Longest frame. Raft traffic is bounded far below it by the core's settings: an
+#: AppendEntries carries at most ``max_bytes_per_message`` (1 MiB) of entries unless one
+#: entry alone is larger (a KV value is at most 512 KiB), and a snapshot travels in
+#: InstallSnapshot chunks of ``snapshot_chunk_bytes`` (256 KiB), however large it is.
+MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
+#: Longest str or bin: the frame limit less room for everything else in the frame.
+MAX_BYTES_LEN: Final = MAX_FRAME_BYTES - 64 * 1024
 #: Most elements in one array or map (an AppendEntries batch is one array of entries).
 MAX_CONTAINER_LEN: Final = 1 << 16
 #: Deepest nesting accepted in a Request's params or a Response's error/result, so that
