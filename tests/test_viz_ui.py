@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from raftsim.scenario import load_scenario, run_scenario
-from raftsim.viz.ui import STATIC_DIR, Hub, UiServer, build_ui_app
+from raftsim.viz.ui import STATIC_DIR, UiServer, build_ui_app
 from raftsim.viz.ui_runner import SimRunner
 from raftsim.viz.ui_session import (
     CONFIG_PATH,
@@ -35,9 +35,12 @@ from raftsim.viz.ui_session import (
     encode_permalink,
     validate_action,
 )
+from raftsim.viz.ui_sessions import SessionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+#: wall seconds between looks at something that happens on another thread
+POLL = 0.02
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
@@ -409,13 +412,17 @@ def test_a_bad_scenario_says_why() -> None:
 
 # ---------------------------------------------------------------------- the application
 
+def pool_of(loop: asyncio.AbstractEventLoop, spec: SessionSpec, **options: Any
+            ) -> SessionPool:
+    return SessionPool(loop, lambda publish, playing: SimRunner(spec, publish, speed=50,
+                                                                playing=playing), **options)
+
+
 async def test_the_application_serves_the_page_and_speaks_websocket() -> None:
     loop = asyncio.get_running_loop()
-    hub = Hub(loop)
-    runner = SimRunner(SessionSpec(servers=3, seed=2), hub.publish_threadsafe, speed=50)
-    client = TestClient(TestServer(build_ui_app(runner, hub)))
+    pool = pool_of(loop, SessionSpec(servers=3, seed=2))
+    client = TestClient(TestServer(build_ui_app(pool)))
     await client.start_server()
-    runner.start()
     try:
         page = await client.get("/")
         text = await page.text()
@@ -427,6 +434,8 @@ async def test_the_application_serves_the_page_and_speaks_websocket() -> None:
         assert (await client.get("/static/../ui.py")).status == 404
         assert (await client.get("/ws", headers={"Origin": "http://evil.example"})).status == 403
         ws = await client.ws_connect("/ws")
+        hello = json.loads((await ws.receive(timeout=10)).data)
+        assert hello["type"] == "hello" and hello["resumed"] is False
         frame = json.loads((await ws.receive(timeout=10)).data)
         assert frame["type"] == "state" and frame["reset"] is True
         assert [s["id"] for s in frame["servers"]] == ["s1", "s2", "s3"]
@@ -451,24 +460,88 @@ async def test_the_application_serves_the_page_and_speaks_websocket() -> None:
         await ws.close()
     finally:
         await client.close()
-        await loop.run_in_executor(None, runner.stop)
+    assert len(pool) == 0  # the sessions stop with the application
+
+
+async def receive_json(ws: Any, kind: str) -> dict[str, Any]:
+    """The next message of ``kind`` (frames and replies in between are skipped)."""
+    while True:
+        message = json.loads((await ws.receive(timeout=10)).data)
+        if message["type"] == kind:
+            return dict(message)
+
+
+async def test_every_page_gets_a_session_of_its_own_and_a_full_server_says_so() -> None:
+    loop = asyncio.get_running_loop()
+    pool = pool_of(loop, SessionSpec(servers=3, seed=2), limit=2, idle_timeout=0.5)
+    client = TestClient(TestServer(build_ui_app(pool)))
+    await client.start_server()
+    try:
+        first = await client.ws_connect("/ws")
+        second = await client.ws_connect("/ws?start=paused")
+        a = await receive_json(first, "hello")
+        b = await receive_json(second, "hello")
+        assert a["session"] != b["session"] and len(pool) == 2
+        assert pool.visits[a["session"]].runner is not pool.visits[b["session"]].runner
+        assert pool.visits[a["session"]].runner.playing
+        assert not pool.visits[b["session"]].runner.playing  # start=paused
+        frame = await receive_json(second, "state")
+        assert frame["t"] == 0.0 and frame["leader"] is None and not frame["playing"]
+        # a third page while both are watched: told why, and nothing else changes
+        third = await client.ws_connect("/ws")
+        full = await receive_json(third, "full")
+        assert "the most it allows" in full["error"] and "--max-sessions 2" in full["error"]
+        assert set(pool.visits) == {a["session"], b["session"]}
+        # a page that reconnects gets its own session back
+        await second.close()
+        again = await client.ws_connect(f"/ws?resume={b['session']}")
+        hello = await receive_json(again, "hello")
+        assert hello == {**b, "resumed": True}
+        # an unwatched session is reclaimed, and a newcomer then fits
+        await first.close()
+        deadline = loop.time() + 10
+        while a["session"] in pool.visits:
+            assert loop.time() < deadline, "the unwatched session was never reclaimed"
+            await asyncio.sleep(POLL)
+        fourth = await client.ws_connect("/ws")
+        assert (await receive_json(fourth, "hello"))["session"] not in (a["session"],
+                                                                       b["session"])
+        assert pool.reclaimed == 1 and b["session"] in pool.visits
+        for ws in (third, again, fourth):
+            await ws.close()
+    finally:
+        await client.close()
 
 
 # ---------------------------------------------------------------------- in the browser
 
-def chromium_page(p: Any, errors: list[str]) -> Any:
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    return browser, page
-
-
-def needs_chromium() -> None:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for every browser test of this module (starting one costs a second)."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} "
                     "(apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_page(browser: Any, errors: list[str], context: Any = None) -> Any:
+    """A page in ``context`` (a new browser context of its own when None) whose console
+    errors land in ``errors``."""
+    owner = context if context is not None else browser.new_context(
+        viewport={"width": 1280, "height": 800})
+    page = owner.new_page()
+    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    return page
 
 
 def ring_leaders(page: Any) -> list[dict[str, Any]]:
@@ -504,14 +577,11 @@ def docs_screenshot(page: Any) -> None:
     set_speed(page, 10)
 
 
-def test_the_page_shows_elections_crashes_and_membership_changes(tmp_path: Path) -> None:
-    needs_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_the_page_shows_elections_crashes_and_membership_changes(tmp_path: Path,
+                                                                  browser: Any) -> None:
     errors: list[str] = []
-    with UiServer(SessionSpec(servers=5, seed=1), speed=20, playing=False) as server, \
-            sync_playwright() as p:
-        browser, page = chromium_page(p, errors)
+    with UiServer(SessionSpec(servers=5, seed=1), speed=20, playing=False) as server:
+        page = open_page(browser, errors)
         try:
             page.goto(server.url)
             page.wait_for_function("document.querySelectorAll('#ring .srv').length === 5",
@@ -564,19 +634,17 @@ def test_the_page_shows_elections_crashes_and_membership_changes(tmp_path: Path)
                                    timeout=10_000)
             page.screenshot(path=str(tmp_path / "3-peer-removed.png"))
         finally:
-            browser.close()
+            page.context.close()
     assert errors == []
     for name in ("1-leader.png", "2-new-leader.png", "3-peer-removed.png"):
         assert (tmp_path / name).stat().st_size > 10_000
 
 
-def test_the_page_pauses_steps_replays_links_and_plays_scenarios(tmp_path: Path) -> None:
-    needs_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_the_page_pauses_steps_replays_links_and_plays_scenarios(tmp_path: Path,
+                                                                  browser: Any) -> None:
     errors: list[str] = []
-    with UiServer(SessionSpec(servers=3, seed=5), speed=20) as server, sync_playwright() as p:
-        browser, page = chromium_page(p, errors)
+    with UiServer(SessionSpec(servers=3, seed=5), speed=20) as server:
+        page = open_page(browser, errors)
         try:
             page.goto(server.url)
             page.wait_for_function(
@@ -600,9 +668,7 @@ def test_the_page_pauses_steps_replays_links_and_plays_scenarios(tmp_path: Path)
             shown = page.get_attribute("#clock", "data-t")
             log_before = page.inner_html("#log")
 
-            other = browser.new_page(viewport={"width": 1280, "height": 800})
-            other.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
-                     if m.type == "error" else None)
+            other = open_page(browser, errors, page.context)
             other.goto(url)
             other.wait_for_function(
                 f"document.querySelector('#clock').dataset.t === '{shown}'"
@@ -623,5 +689,84 @@ def test_the_page_pauses_steps_replays_links_and_plays_scenarios(tmp_path: Path)
                 timeout=20_000)
             page.screenshot(path=str(tmp_path / "5-scenario.png"))
         finally:
-            browser.close()
+            page.context.close()
+    assert errors == []
+
+
+def session_of(server: UiServer, page: Any) -> Any:
+    """The server-side session behind a page (by the token the page was given)."""
+    token = page.get_attribute("body", "data-session")
+    assert server.pool is not None and token in server.pool.visits
+    return server.pool.visits[token].runner
+
+
+def test_every_tab_has_a_cluster_of_its_own(browser: Any) -> None:
+    errors: list[str] = []
+    with UiServer(SessionSpec(servers=5, seed=1), speed=0.05) as server:
+        a = open_page(browser, errors)
+        b = open_page(browser, errors)  # another browser context: another visitor
+        try:
+            a.goto(server.url)
+            a.wait_for_function("document.querySelectorAll('#ring .srv').length === 5",
+                                timeout=10_000)
+            set_speed(a, 10)  # 20x
+            a.fill("#seed", "7")
+            a.select_option("#nservers", "3")
+            a.click("#reset")
+            a.wait_for_function("document.querySelectorAll('#ring .srv').length === 3"
+                                " && document.querySelectorAll('#ring .srv.role-leader')"
+                                ".length === 1", timeout=10_000)
+            assert float(a.get_attribute("#clock", "data-t") or 0) > 0.15
+
+            # a newcomer starts from t=0, before the first election, at the default pace
+            b.goto(server.url)
+            b.wait_for_function("document.querySelector('#clock').dataset.t !== undefined"
+                                " && document.querySelectorAll('#ring .srv').length === 5",
+                                timeout=10_000)
+            assert float(b.get_attribute("#clock", "data-t") or "inf") < 0.15
+            assert ring_leaders(b) == []
+            assert b.text_content("#speed-out") == "1/20×"
+            assert a.text_content("#speed-out") == "20×"
+            runner_a, runner_b = session_of(server, a), session_of(server, b)
+            assert runner_a is not runner_b
+            assert (runner_a.session.spec.seed, runner_b.session.spec.seed) == (7, 1)
+
+            set_speed(b, 8)  # 5x, for b only
+            b.wait_for_function("document.querySelectorAll('#ring .srv.role-leader')"
+                                ".length === 1", timeout=10_000)
+            victim = ring_leaders(b)[0]["id"]
+            b.click(f"#servers button[data-act=crash][data-id={victim}]")
+            b.wait_for_selector(f"#ring .srv.status-crashed[data-id={victim}]",
+                                timeout=10_000)
+            assert a.text_content("#speed-out") == "20×" and runner_a.speed == 20
+            assert runner_b.speed == 5
+            assert a.query_selector("#ring .srv.status-crashed") is None
+            assert [x["op"] for x in runner_a.session.actions] == []
+            assert [x["op"] for x in runner_b.session.actions] == ["crash"]
+
+            # a permalink of a's session, opened in a third tab (b's context)
+            a.click("#permalink")
+            a.wait_for_function("!!document.querySelector('#permalink').dataset.url",
+                                timeout=5_000)
+            url = a.get_attribute("#permalink", "data-url")
+            before = {name: (r.session.number, list(r.session.actions), r.speed)
+                      for name, r in (("a", runner_a), ("b", runner_b))}
+            c = open_page(browser, errors, b.context)
+            c.goto(url)
+            c.wait_for_function("document.querySelectorAll('#ring .srv').length === 3"
+                                " && document.querySelector('#play').textContent"
+                                ".includes('Play')", timeout=15_000)
+            runner_c = session_of(server, c)
+            assert runner_c not in (runner_a, runner_b)
+            assert runner_c.session.spec.seed == 7
+            after = {name: (r.session.number, list(r.session.actions), r.speed)
+                     for name, r in (("a", runner_a), ("b", runner_b))}
+            assert after == before
+            assert session_of(server, a) is runner_a and session_of(server, b) is runner_b
+            assert len(b.query_selector_all("#ring .srv")) == 5
+            assert b.query_selector(f"#ring .srv.status-crashed[data-id={victim}]")
+            assert server.pool is not None and len(server.pool) == 3
+        finally:
+            a.context.close()
+            b.context.close()
     assert errors == []

@@ -51,40 +51,52 @@
     layoutKey: '', pos: new Map(), nodes: new Map(), links: new Map(), rows: new Map(),
     msgs: new Map(), leaving: [], drops: new Map(), seenDrops: new Set(),
     logSig: '', cfgSig: '', respSig: '', peersKey: '',
-    speedDragging: false, replayTarget: null,
+    speedDragging: false, replayTarget: null, token: null, full: null, startPaused: false,
   };
 
   // ------------------------------------------------------------------ connection
 
   function connect() {
+    // each page is a session of its own; the token brings it back after a network blip
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    const query = ui.token ? `?resume=${encodeURIComponent(ui.token)}` : ui.startPaused ? '?start=paused' : '';
+    const ws = new WebSocket(`${scheme}://${location.host}/ws${query}`);
     ui.ws = ws;
-    ws.onopen = () => {
-      $('offline').hidden = true;
-      if (!ui.hashTried) {
-        ui.hashTried = true;
-        const m = location.hash.match(/^#session=([A-Za-z0-9_-]+)$/);
-        if (m) {
-          command({ op: 'load', permalink: m[1] }).then((r) => {
-            if (r.ok) ui.replayTarget = r.session;
-            toast(r.ok ? `Replaying the linked session up to t = ${r.until.toFixed(3)} s…`
-              : `Could not replay the link: ${r.error}`, !r.ok);
-          });
-        }
-      }
-    };
+    ui.full = null;
     ws.onmessage = (ev) => {
       const data = JSON.parse(ev.data);
       if (data.type === 'state') onState(data);
       else if (data.type === 'reply') onReply(data);
+      else if (data.type === 'hello') onHello(data);
+      else if (data.type === 'full') ui.full = data.error;
     };
     ws.onclose = () => {
-      $('offline').hidden = false;
+      const box = $('offline');
+      box.textContent = ui.full || 'connection to raftsim lost — retrying…';
+      box.classList.toggle('full', !!ui.full);
+      box.hidden = false;
       for (const resolve of ui.waiting.values()) resolve({ ok: false, error: 'connection lost' });
       ui.waiting.clear();
-      setTimeout(connect, 2000);
+      setTimeout(connect, ui.full ? 15000 : 2000);
     };
+  }
+
+  function onHello(h) {
+    $('offline').hidden = true;
+    if (ui.token && !h.resumed) toast('Your earlier session was closed while you were away: this is a new one.', true);
+    ui.token = h.session;
+    document.body.dataset.session = h.session;
+    if (!ui.hashTried) {
+      ui.hashTried = true;
+      const m = location.hash.match(/^#session=([A-Za-z0-9_-]+)$/);
+      if (m) {
+        command({ op: 'load', permalink: m[1] }).then((r) => {
+          if (r.ok) ui.replayTarget = r.session;
+          toast(r.ok ? `Replaying the linked session up to t = ${r.until.toFixed(3)} s…`
+            : `Could not replay the link: ${r.error}`, !r.ok);
+        });
+      }
+    }
   }
 
   function command(cmd) {
