@@ -53,7 +53,6 @@ STATIC_FILES = {"ui.js": "text/javascript", "ui.css": "text/css"}
 MAX_MESSAGE = 4 * 1024 * 1024
 
 POOL = web.AppKey("raftsim_ui_pool", SessionPool)
-HELLO: web.AppKey[dict[str, Any]] = web.AppKey("raftsim_ui_hello", dict)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -102,7 +101,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return ws
     page = Page(ws)
     page.reply({"type": "hello", "session": visit.token, "resumed": resumed,
-                **request.app[HELLO]})
+                **pool.hello})
     visit.join(page)
     runner = visit.runner
     loop = asyncio.get_running_loop()
@@ -135,12 +134,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def build_ui_app(pool: SessionPool, hello: dict[str, Any] | None = None) -> web.Application:
-    """The UI's application around a session pool (whose sessions stop with the app).
-    ``hello``: what every page is told when it connects (the lessons)."""
+def build_ui_app(pool: SessionPool) -> web.Application:
+    """The UI's application around a session pool (whose sessions stop with the app)."""
     app = web.Application()
     app[POOL] = pool
-    app[HELLO] = dict(hello or {})
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/ws", websocket)

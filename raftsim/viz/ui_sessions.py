@@ -157,6 +157,8 @@ class SessionPool:
         self.visits: dict[str, Visit] = {}
         self.opened = 0
         self.reclaimed = 0
+        #: what every page is told when it connects, besides its session's token
+        self.hello: dict[str, Any] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
