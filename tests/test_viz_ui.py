@@ -221,6 +221,47 @@ def test_the_feed_tells_the_story_as_raftsim_run_does(session: UiSession) -> Non
         session.feed.lines[-1]]
 
 
+def test_a_chosen_message_is_dropped_on_its_way_and_replays(session: UiSession) -> None:
+    elect(session)
+    while not session.board.in_flight:
+        session.step()
+    message = min(session.board.in_flight.values(), key=lambda m: m["id"])
+    session.apply({"op": "drop", "message": message["id"]})
+    assert message["id"] not in session.board.in_flight
+    assert session.drops_of(message["id"]) == ["chosen"]
+    with pytest.raises(ValueError, match="not on its way"):
+        session.apply({"op": "drop", "message": message["id"]})
+    session.advance(0.2)  # its arrival time passes: it never arrives
+    kinds = [r["kind"] for r in session.recorder.records if r.get("id") == message["id"]]
+    assert kinds == ["send", "drop"]
+    assert session.snapshot()["drops"][-1]["reason"] == "chosen"
+    replayed = UiSession.from_permalink(session.permalink())
+    try:
+        assert replayed.digest() == session.digest()
+    finally:
+        replayed.close()
+
+
+def test_the_leader_shows_next_and_match_index_per_follower(session: UiSession) -> None:
+    leader = elect(session)
+    follower = next(sid for sid in session.cluster.ids if sid != leader)
+    session.apply({"op": "crash", "server": follower})
+    for k in range(3):
+        session.apply({"op": "write", "key": f"k{k}", "value": "v"})
+    session.advance(0.3)
+    view = next(s for s in session.snapshot()["servers"] if s["id"] == leader)
+    node = session.cluster.servers[leader].node
+    assert node is not None
+    assert view["progress"] == {peer: {"next": pr.next, "match": pr.match,
+                                       "state": pr.state.value}
+                                for peer, pr in node.progress.items() if peer != leader}
+    assert view["progress"][follower]["match"] < view["last_index"]
+    assert all(p["match"] == view["last_index"] for peer, p in view["progress"].items()
+               if peer != follower)
+    assert all("progress" not in s for s in session.snapshot()["servers"]
+               if s["id"] != leader)
+
+
 def test_actions_are_checked_before_anything_happens() -> None:
     servers = ["s1", "s2"]
     bad: list[Any] = [
@@ -229,6 +270,8 @@ def test_actions_are_checked_before_anything_happens() -> None:
         {"op": "write", "key": ""}, {"op": "write", "key": "k", "value": 5},
         {"op": "settings", "pre_vote": 1, "check_quorum": True},
         {"op": "remove", "peer": "s1", "via": "s7"},
+        {"op": "drop"}, {"op": "drop", "message": "3"}, {"op": "drop", "message": 0},
+        {"op": "drop", "message": True},
     ]
     for action in bad:
         with pytest.raises(ValueError):
@@ -769,4 +812,86 @@ def test_every_tab_has_a_cluster_of_its_own(browser: Any) -> None:
         finally:
             a.context.close()
             b.context.close()
+    assert errors == []
+
+
+def pause(page: Any) -> None:
+    page.click("#play")
+    page.wait_for_function("document.querySelector('#play').textContent.includes('Play')",
+                           timeout=5_000)
+
+
+def test_the_raftscope_controls_drop_send_to_and_show_progress(browser: Any) -> None:
+    errors: list[str] = []
+    with UiServer(SessionSpec(servers=5, seed=3), speed=20) as server:
+        page = open_page(browser, errors)
+        try:
+            page.goto(server.url)
+            page.wait_for_function("document.querySelectorAll('#ring .srv.role-leader')"
+                                   ".length === 1", timeout=10_000)
+            runner = session_of(server, page)
+            leader = ring_leaders(page)[0]["id"]
+            others = [sid for sid in ["s1", "s2", "s3", "s4", "s5"] if sid != leader]
+            lagging, chosen = others[0], others[1]
+
+            # a client request to a chosen server: a follower, which forwards it
+            page.click(f"#servers button[data-act=crash][data-id={lagging}]")
+            page.select_option("#kv-via", chosen)
+            page.fill("#kv-key", "via")
+            page.fill("#kv-value", chosen)
+            page.click("#write")
+            page.wait_for_selector(f"#responses li[data-status='200']:has-text('→ {chosen}')",
+                                   timeout=10_000)
+            pause(page)
+            session = runner.session
+            assert session.actions[-1] == {"t": session.actions[-1]["t"], "op": "write",
+                                           "key": "via", "value": chosen, "via": chosen}
+            api = [r for r in session.recorder.records if r["kind"] == "api"]
+            assert (api[-1]["server"], api[-1]["status"]) == (chosen, 200)
+            assert session.cluster.leader() == leader != chosen
+            for sid in (leader, chosen):
+                labels = {e[3]: e[4] for e in page.eval_on_selector_all(
+                    f"#log tr[data-id={sid}] i.cell[data-index]",
+                    "els => els.map(e => [0, 0, 0, e.title.split(': ')[1].split(' (')[0],"
+                    " e.classList.contains('committed')])")}
+                assert labels.get(f"put via={chosen}") is True
+
+            # nextIndex / matchIndex on the leader, per follower, as the core has them
+            node = session.cluster.servers[leader].node
+            assert node is not None
+            shown = {sid: page.eval_on_selector(
+                f"#servers tr[data-id={sid}] td.progress",
+                "e => [Number(e.dataset.next), Number(e.dataset.match)]") for sid in others}
+            assert shown == {sid: [node.progress[sid].next, node.progress[sid].match]
+                             for sid in others}
+            assert shown[lagging][1] < shown[chosen][1]  # the crashed one fell behind
+            assert page.text_content(f"#servers tr[data-id={leader}] td.progress") == "leads"
+
+            # drop a chosen message in flight: step until one is on its way, click it
+            deadline = 50
+            while not page.query_selector_all("#ring .msg[data-id]"):
+                deadline -= 1
+                assert deadline, "no message went on its way"
+                before = page.get_attribute("#clock", "data-t")
+                page.click("#step")
+                page.wait_for_function(
+                    f"document.querySelector('#clock').dataset.t !== '{before}'",
+                    timeout=5_000)
+            target = page.query_selector_all("#ring .msg[data-id]")[-1]
+            message = int(target.get_attribute("data-id") or 0)
+            target.click()
+            page.wait_for_function(f"!document.querySelector('#ring .msg[data-id=\"{message}\"]')",
+                                   timeout=5_000)
+            page.wait_for_selector("#drops .drop", timeout=5_000)
+            assert session.actions[-1]["op"] == "drop"
+            assert session.actions[-1]["message"] == message
+            assert session.drops_of(message) == ["chosen"]
+            page.click("#play")
+            page.wait_for_function("Number(document.querySelector('#clock').dataset.t) > "
+                                   f"{session.now + 0.1}", timeout=10_000)
+            pause(page)
+            assert [r["kind"] for r in session.recorder.records
+                    if r.get("id") == message] == ["send", "drop"]
+        finally:
+            page.context.close()
     assert errors == []

@@ -185,6 +185,12 @@ def validate_action(action: Any, servers: list[str] | None = None) -> Action:
         return {"op": op, "server": server("server")}
     if op == "heal":
         return {"op": "heal"}
+    if op == "drop":
+        message = action.get("message")
+        if isinstance(message, bool) or not isinstance(message, int) or message < 1:
+            raise ValueError("drop needs 'message': the id of a message on its way "
+                             "(a whole number)")
+        return {"op": "drop", "message": message}
     if op == "partition":
         groups = action.get("groups")
         if not isinstance(groups, list) or not groups:
@@ -573,6 +579,11 @@ class UiSession:
         if self._apps is not None:
             self._apps.add(sid)
 
+    def drops_of(self, message: int) -> list[str]:
+        """Why the message ``message`` was dropped, each time it was (its trace)."""
+        return [str(r.get("reason")) for r in self.recorder.records
+                if r["kind"] == "drop" and r.get("id") == message]
+
     def forget_old_records(self, keep: int) -> None:
         """Drop all but the newest ``keep`` trace records (a long session at high speed
         makes a great many). The page never needs them; the digest then covers only
@@ -754,6 +765,10 @@ class UiSession:
             cluster.partition(action["groups"])
         elif op == "heal":
             cluster.heal()
+        elif op == "drop":
+            if not cluster.network.drop_in_flight(action["message"]):
+                raise ValueError(f"message {action['message']} is not on its way any more "
+                                 "(it arrived or was dropped)")
         elif op == "settings":
             self._set_settings(action["pre_vote"], action["check_quorum"])
         elif op == "write":
@@ -917,6 +932,12 @@ class UiSession:
                         "committed": cfg_index <= node.commit_index},
             )
             commit = node.commit_index
+            if node.role is Role.LEADER:
+                # the leader's view of each follower (paper Figure 2: nextIndex, matchIndex)
+                view["progress"] = {peer: {"next": pr.next, "match": pr.match,
+                                           "state": pr.state.value}
+                                    for peer, pr in sorted(node.progress.items())
+                                    if peer != sid}
         view["log"] = [[e.index, e.term, _KIND_CODE.get(e.kind, "c"), entry_label(e),
                         e.index <= commit] for e in entries]
         return view

@@ -266,12 +266,22 @@
         crown: g.querySelector('.crown'), caption: g.querySelector('.caption'),
         caption2: g.querySelector('.caption2'), title: g.querySelector('title') });
     }
-    svg.append(links, center, servers, sv('g', { id: 'msgs' }), sv('g', { id: 'drops' }));
+    const msgs = sv('g', { id: 'msgs' });
+    // click a message on its way to lose it (pause first: they move fast)
+    msgs.addEventListener('click', (ev) => {
+      const g = ev.target.closest('.msg');
+      if (g && g.dataset.id) { ev.stopPropagation(); act({ op: 'drop', message: Number(g.dataset.id) }); }
+    });
+    svg.append(links, center, servers, msgs, sv('g', { id: 'drops' }));
     buildServerRows(s);
     const peer = $('peer');
     peer.textContent = '';
     for (const id of ids) peer.append(el('option', { value: id, text: id }));
     peer.value = ids[ids.length - 1];
+    const via = $('kv-via');
+    via.textContent = '';
+    via.append(el('option', { value: '', text: 'the leader' }));
+    for (const id of ids) via.append(el('option', { value: id, text: id }));
   }
 
   function roleWords(srv, s) {
@@ -389,8 +399,8 @@
     else if (kind === 'snap') label = 'S';
     else if (kind === 'timeout') label = 'T';
     const r = kind === 'append' && !reply ? (m.n ? 8.5 : 6) : 7.5;
-    const g = sv('g', { class: `msg ${reply ? 'rep' : 'req'} t-${kind}` },
-      sv('title', { text: describe(m) }),
+    const g = sv('g', { class: `msg ${reply ? 'rep' : 'req'} t-${kind}`, 'data-id': m.id },
+      sv('title', { text: `${describe(m)} (click to drop it)` }),
       sv('circle', { r }),
       sv('text', { class: yes === null ? '' : yes ? 'yes' : 'no', text: label }));
     return g;
@@ -423,6 +433,8 @@
       if (live.has(id)) continue;
       ui.msgs.delete(id);
       if (dropped.has(id)) { item.g.remove(); continue; }
+      item.g.removeAttribute('data-id');  // arrived: no longer on its way, nothing to drop
+      item.g.classList.add('leaving');
       ui.leaving.push({ ...item, from: item.p, start: now });
     }
     const est = s.timing.latency[1] || 0.01;
@@ -529,16 +541,18 @@
         el('td', { class: 'term' }),
         el('td', { class: 'vote' }),
         el('td', { class: 'commit' }),
+        el('td', { class: 'progress' }),
         el('td', { class: 'timer' }, el('span', { class: 'timerbar' }, timerBar), timerText),
         el('td', { class: 'acts' }, crash, ' ', freeze));
       body.append(tr);
       ui.rows.set(srv.id, { tr, roleSpan, crash, freeze, timerBar, timerText,
         term: tr.querySelector('.term'), vote: tr.querySelector('.vote'),
-        commit: tr.querySelector('.commit') });
+        commit: tr.querySelector('.commit'), progress: tr.querySelector('.progress') });
     }
   }
 
   function updateServers(s) {
+    const leader = s.servers.find((x) => x.id === s.leader && x.progress);
     for (const srv of s.servers) {
       const row = ui.rows.get(srv.id);
       if (!row) continue;
@@ -553,6 +567,12 @@
       row.term.textContent = srv.term;
       row.vote.textContent = srv.voted_for || '–';
       row.commit.textContent = `${srv.commit}/${srv.last_index}`;
+      // the leader's nextIndex and matchIndex for this follower (paper Figure 2)
+      const pr = leader && leader.progress[srv.id];
+      row.progress.textContent = pr ? `${pr.next} / ${pr.match}` : srv === leader ? 'leads' : '';
+      row.progress.dataset.next = pr ? String(pr.next) : '';
+      row.progress.dataset.match = pr ? String(pr.match) : '';
+      row.progress.title = pr ? `the leader ${leader.id} will send ${srv.id} entries from index ${pr.next} on; it knows ${srv.id} holds its log up to index ${pr.match} (${pr.state})` : '';
       row.crash.dataset.act = crashed ? 'restart' : 'crash';
       row.crash.textContent = crashed ? 'Restart' : 'Crash';
       row.crash.className = crashed ? '' : 'danger';
@@ -718,7 +738,11 @@
         act({ op: target.dataset.act, server: target.dataset.id });
       }
     });
-    $('write').addEventListener('click', () => act({ op: 'write', key: $('kv-key').value || 'x', value: $('kv-value').value }));
+    $('write').addEventListener('click', () => {
+      const action = { op: 'write', key: $('kv-key').value || 'x', value: $('kv-value').value };
+      if ($('kv-via').value) action.via = $('kv-via').value;
+      act(action);
+    });
     $('remove-peer').addEventListener('click', () => act({ op: 'remove', peer: $('peer').value }));
     $('transfer').addEventListener('click', () => act({ op: 'transfer', target: $('peer').value }));
     $('partition').addEventListener('click', () => {
