@@ -8,10 +8,12 @@ else runs anywhere. Every wait is on a condition with a deadline.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import os
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from raftsim.scenario import load_scenario, run_scenario
 from raftsim.viz.ui import STATIC_DIR, UiServer, build_ui_app
+from raftsim.viz.ui_lessons import load_lessons
 from raftsim.viz.ui_runner import SimRunner
 from raftsim.viz.ui_session import (
     CONFIG_PATH,
@@ -444,6 +447,48 @@ def test_a_scenario_session_with_actions_replays_exactly() -> None:
         replay.drive(pump)
     assert pump.digest == digest
     replay.close()
+
+
+def test_a_lesson_holds_after_each_say_and_back_replays_to_a_stop() -> None:
+    path = ROOT / "scenarios" / "leader-crash.toml"
+    expected = run_scenario(load_scenario(path))
+    says = [r for r in expected.records if r["kind"] == "say"]
+    spec = SessionSpec(seed=expected.seed, scenario=path.read_text(),
+                       scenario_name="leader-crash", lesson=True)
+    live = UiSession(spec)
+    held: list[tuple[int, float, str, str]] = []
+    rng = random.Random(2)
+
+    def pump(s: UiSession) -> RunFor:
+        if s.scenario_verdict is not None:
+            raise Stop()
+        if s.holding:  # Next, at once
+            held.append((s.stops, s.now, s.stop_text, s.digest()))
+            with pytest.raises(ValueError, match="waits at its text"):
+                s.apply({"op": "heal"})
+            return RunFor(0.0)
+        return RunFor(rng.random() * 0.03)
+
+    try:
+        drive(live, pump)
+        assert [h[0] for h in held] == list(range(1, len(says) + 1))
+        assert [(round(h[1], 6), h[2]) for h in held] == [(r["t"], r["text"]) for r in says]
+        assert live.lesson_stops_total == len(says) >= 2
+        # holding ran nothing: the lesson is the run raftsim run makes
+        assert scenario_digest(live, len(expected.records)) == expected.digest
+        assert live.named_servers("s2 leads; s10 and xs3 do not") == ["s2"]
+    finally:
+        live.close()
+    stop = 2
+    replay = UiSession(spec)
+    try:
+        with pytest.raises(ReplayDone):
+            replay.drive(ReplayPump([], 0.0, until_stop=stop))
+        assert replay.holding is False and replay.stops == stop
+        assert (replay.now, replay.stop_text, replay.digest()) == held[stop - 1][1:]
+        assert replay.snapshot()["lesson"]["stop"] == stop
+    finally:
+        replay.close()
 
 
 def test_a_bad_scenario_says_why() -> None:
@@ -892,6 +937,79 @@ def test_the_raftscope_controls_drop_send_to_and_show_progress(browser: Any) -> 
             pause(page)
             assert [r["kind"] for r in session.recorder.records
                     if r.get("id") == message] == ["send", "drop"]
+        finally:
+            page.context.close()
+    assert errors == []
+
+
+def tour_says() -> list[str]:
+    """The tour's explanations as ``raftsim run`` tells them (run on a thread of its
+    own: Playwright's loop owns this one)."""
+    def run() -> list[str]:
+        expected = run_scenario(load_scenario(ROOT / "scenarios" / "tour.toml"))
+        return [str(r["text"]) for r in expected.records if r["kind"] == "say"]
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def named_in(text: str, ids: list[str]) -> list[str]:
+    return [sid for sid in ids if re.search(rf"(?<![\w.-]){sid}(?![\w-])", text)]
+
+
+def lesson_stop(page: Any, stop: int) -> str:
+    """Wait until the lesson holds at ``stop``; its text."""
+    page.wait_for_function(
+        f"(() => {{ const b = document.querySelector('#lesson-box');"
+        f" return !b.hidden && b.dataset.stop === '{stop}' && b.dataset.holding === 'yes'"
+        " && document.querySelector('#play').textContent.includes('Play'); })()",
+        timeout=15_000)
+    return page.text_content("#lesson-text") or ""
+
+
+def test_the_page_opens_on_lessons_that_stop_at_each_explanation(browser: Any) -> None:
+    lessons = load_lessons(ROOT / "scenarios")
+    assert lessons[0].name == "tour"
+    says = tour_says()
+    ids = ["s1", "s2", "s3", "s4", "s5"]
+    errors: list[str] = []
+    with UiServer(SessionSpec(servers=5, seed=1), speed=20, lessons=lessons) as server:
+        page = open_page(browser, errors)
+        try:
+            page.goto(server.url)
+            page.wait_for_selector("#lessons:not([hidden]) #lesson-list button",
+                                   timeout=10_000)
+            titles = page.eval_on_selector_all("#lesson-list .lt",
+                                               "els => els.map(e => e.textContent)")
+            assert titles == [lesson.title for lesson in lessons]
+            assert len(titles) == len(list((ROOT / "scenarios").glob("*.toml")))
+            # behind the list, the visitor's own cluster waits at t=0
+            page.wait_for_function("document.querySelector('#clock').dataset.t === '0'",
+                                   timeout=10_000)
+            assert not session_of(server, page).playing
+            page.click("#lesson-list button[data-lesson=tour]")
+            assert page.is_hidden("#lessons")
+
+            shown = {}
+            for stop in (1, 2, 3):
+                if stop > 1:
+                    page.click("#lesson-next")
+                text = lesson_stop(page, stop)
+                assert text == says[stop - 1]
+                named = page.eval_on_selector_all("#ring .srv.named",
+                                                  "els => els.map(e => e.dataset.id)")
+                assert named == named_in(text, ids)
+                shown[stop] = (page.get_attribute("#clock", "data-t"), page.inner_html("#log"))
+            assert shown[2][0] != shown[1][0]  # time passed between the stops
+            assert named_in(says[1], ids)  # "$first timed out first": the leader, ringed
+            assert page.text_content("#lesson-stop") == f"3 of {lessons[0].stops}"
+
+            page.click("#lesson-back")  # a fresh replay of the tour, paused at stop 2
+            assert lesson_stop(page, 2) == says[1]
+            assert (page.get_attribute("#clock", "data-t"), page.inner_html("#log")) == shown[2]
+            page.click("#lesson-next")
+            assert lesson_stop(page, 3) == says[2]
+            assert (page.get_attribute("#clock", "data-t"), page.inner_html("#log")) == shown[3]
         finally:
             page.context.close()
     assert errors == []

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from raftsim.viz.ui_lessons import Lesson, default_lessons_dir, load_lessons
 from raftsim.viz.ui_runner import DEFAULT_SPEED, Frame, SimRunner
 from raftsim.viz.ui_session import SessionSpec
 from raftsim.viz.ui_sessions import (
@@ -93,15 +94,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     token = request.query.get("resume")
     visit = pool.resume(token) if token else None
     resumed = visit is not None
+    # a page that opens on the lesson list starts its session paused at t=0 (nothing
+    # happens behind the list); "paused" asks for the same without the list
+    start = request.query.get("start")
+    show_lessons = (start == "lessons" and bool(pool.hello.get("lessons"))
+                    and not pool.hello.get("scenario"))
     if visit is None:
-        visit = pool.open(playing=request.query.get("start") != "paused")
+        visit = pool.open(playing=start not in ("paused", "lessons") or
+                          (start == "lessons" and not show_lessons))
     if visit is None:
         await ws.send_str(json.dumps({"type": "full", "error": pool.full_message()}))
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many sessions")
         return ws
     page = Page(ws)
     page.reply({"type": "hello", "session": visit.token, "resumed": resumed,
-                **pool.hello})
+                "show_lessons": show_lessons and not resumed, **pool.hello})
     visit.join(page)
     runner = visit.runner
     loop = asyncio.get_running_loop()
@@ -168,7 +175,8 @@ class UiServer:
     def __init__(self, spec: SessionSpec, *, host: str = "127.0.0.1", port: int = 0,
                  speed: float = DEFAULT_SPEED, playing: bool = True,
                  permalink: str | None = None, max_sessions: int = DEFAULT_MAX_SESSIONS,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 lessons: list[Lesson] | None = None) -> None:
         self.spec = spec
         self.host = host
         self.port = port
@@ -177,6 +185,8 @@ class UiServer:
         self.permalink = permalink
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
+        #: the lessons the page lists (none: it opens on the cluster)
+        self.lessons = list(lessons or [])
         #: the visitors' sessions (while serving)
         self.pool: SessionPool | None = None
         self._ready = threading.Event()
@@ -218,6 +228,8 @@ class UiServer:
                     self._loop.add_signal_handler(signum, self._stop.set)
         pool = SessionPool(self._loop, self._new_runner, limit=self.max_sessions,
                            idle_timeout=self.idle_timeout)
+        pool.hello = {"lessons": [lesson.summary() for lesson in self.lessons],
+                      "scenario": self.spec.scenario is not None}
         self.pool = pool
         app = build_ui_app(pool)
         web_runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -240,7 +252,8 @@ class UiServer:
     def _new_runner(self, publish: Callable[[Frame], None], playing: bool) -> SimRunner:
         """A new visitor's session: the server's cluster (or scenario) from t=0."""
         return SimRunner(self.spec, publish, speed=self.speed,
-                         playing=self.playing and playing, permalink=self.permalink)
+                         playing=self.playing and playing, permalink=self.permalink,
+                         lessons={lesson.name: lesson.text for lesson in self.lessons})
 
     def close(self, timeout: float = 15.0) -> None:
         loop, stop = self._loop, self._stop
@@ -259,9 +272,12 @@ class UiServer:
 
 def serve_ui(*, servers: int = 5, seed: int = 0, scenario: Path | str | None = None,
              host: str = "127.0.0.1", port: int = 8080, speed: float = DEFAULT_SPEED,
-             max_sessions: int = DEFAULT_MAX_SESSIONS) -> int:
+             max_sessions: int = DEFAULT_MAX_SESSIONS,
+             lessons_dir: Path | str | None = None) -> int:
     """Run the UI in this thread until interrupted (the ``raftsim ui`` command).
-    Raises ValueError for a bad argument or scenario file (nothing is served then)."""
+    Raises ValueError for a bad argument or scenario file (nothing is served then).
+    ``lessons_dir``: where the lessons' scenario files are (default: this checkout's
+    ``scenarios/``)."""
     if scenario is not None:
         from raftsim.scenario import ScenarioError, load_scenario
 
@@ -273,7 +289,12 @@ def serve_ui(*, servers: int = 5, seed: int = 0, scenario: Path | str | None = N
                            scenario_name=Path(scenario).stem)
     else:
         spec = SessionSpec(servers=servers, seed=seed)
-    server = UiServer(spec, host=host, port=port, speed=speed, max_sessions=max_sessions)
+    if lessons_dir is not None and not Path(lessons_dir).is_dir():
+        raise ValueError(f"--lessons {lessons_dir}: not a directory of scenario files")
+    lessons = load_lessons(Path(lessons_dir) if lessons_dir is not None
+                           else default_lessons_dir())
+    server = UiServer(spec, host=host, port=port, speed=speed, max_sessions=max_sessions,
+                      lessons=lessons)
     try:
         asyncio.run(server.serve(announce=True))
     except KeyboardInterrupt:

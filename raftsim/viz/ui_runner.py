@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from raftsim.viz.ui_session import (
@@ -77,8 +77,13 @@ class SimRunner:
 
     def __init__(self, spec: SessionSpec, publish: Callable[[Frame], None], *,
                  speed: float = DEFAULT_SPEED, playing: bool = True,
-                 permalink: str | None = None) -> None:
+                 permalink: str | None = None,
+                 lessons: Mapping[str, str] | None = None) -> None:
         self._publish = publish
+        #: lesson name -> scenario text, the lessons the page may start
+        self.lessons = dict(lessons or {})
+        #: (session number, stop) of the lesson stop the runner last paused at
+        self._held: tuple[int, int] = (0, 0)
         self.speed = _clamp_speed(speed)
         self.playing = playing
         self._commands: queue.SimpleQueue[tuple[dict[str, Any], Reply | None]] = \
@@ -168,6 +173,10 @@ class SimRunner:
                 self.playing = False
                 self._dirty = True
                 self._last_wall = time.monotonic()
+        if session.holding and self._held != (session.number, session.stops):
+            self._held = (session.number, session.stops)  # a lesson's stop: wait for Next
+            self.playing = False
+            self._dirty = True
         while True:
             now = time.monotonic()
             self._maybe_publish(now)
@@ -218,7 +227,9 @@ class SimRunner:
     def _maybe_publish(self, now: float) -> None:
         """Poll the configurations now and then, and send a frame when one is due."""
         soon = now - self._last_poll >= 1.0 / PUBLISH_RATE
-        if (self.playing and now - self._last_poll >= POLL_INTERVAL) or \
+        if self.session.holding:
+            pass  # a lesson's hold runs nothing, not even a poll
+        elif (self.playing and now - self._last_poll >= POLL_INTERVAL) or \
                 (soon and (self._dirty or self.session.configs_stale)):
             self._last_poll = now
             self._poll()
@@ -304,6 +315,18 @@ class SimRunner:
             spec, actions, until = decode_permalink(text)
             self._replace(spec, playing=False, replay=ReplayPump(actions, until),
                           answer={"until": until})
+        if op == "lesson":
+            name = command.get("name")
+            if not isinstance(name, str) or name not in self.lessons:
+                raise ValueError(f"no lesson {name!r}; lessons are "
+                                 f"{', '.join(self.lessons) or 'none'}")
+            text = self.lessons[name]
+            scenario = load_scenario_text(text, name)
+            self._replace(SessionSpec(seed=scenario.seed, scenario=text, scenario_name=name,
+                                      lesson=True), playing=True,
+                          answer={"title": scenario.title})
+        if op == "back":
+            self._back()
         if op == "scenario":
             text, name = command.get("text"), command.get("name")
             if not isinstance(text, str) or not text.strip():
@@ -313,6 +336,21 @@ class SimRunner:
             self._replace(SessionSpec(seed=scenario.seed, scenario=text, scenario_name=name),
                           playing=True, answer={"title": scenario.title})
         raise ValueError(f"unknown command {op!r}")
+
+    def _back(self) -> None:
+        """A lesson's previous stop: the same lesson replayed from its seed and the
+        actions taken before that stop, paused there."""
+        session = self.session
+        if not session.spec.lesson:
+            raise ValueError("Back goes to a lesson's previous stop: start a lesson first")
+        target = session.stops - 1 if session.holding else session.stops
+        if target <= 0:
+            self._replace(session.spec, playing=False, answer={"stop": 0})
+        actions = [a for a, before in zip(session.actions, session.action_stops, strict=True)
+                   if before < target]
+        self._replace(session.spec, playing=False,
+                      replay=ReplayPump(actions, 0.0, until_stop=target),
+                      answer={"stop": target})
 
     def _replace(self, spec: SessionSpec, *, playing: bool,
                  replay: ReplayPump | None = None,

@@ -51,7 +51,9 @@
     layoutKey: '', pos: new Map(), nodes: new Map(), links: new Map(), rows: new Map(),
     msgs: new Map(), leaving: [], drops: new Map(), seenDrops: new Set(),
     logSig: '', cfgSig: '', respSig: '', peersKey: '',
-    speedDragging: false, replayTarget: null, token: null, full: null, startPaused: false,
+    speedDragging: false, replayTarget: null, token: null, full: null,
+    // a page without a link opens on the lesson list, its own session paused at t=0
+    startPaused: !/^#session=/.test(location.hash), lessons: [],
   };
 
   // ------------------------------------------------------------------ connection
@@ -59,7 +61,7 @@
   function connect() {
     // each page is a session of its own; the token brings it back after a network blip
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const query = ui.token ? `?resume=${encodeURIComponent(ui.token)}` : ui.startPaused ? '?start=paused' : '';
+    const query = ui.token ? `?resume=${encodeURIComponent(ui.token)}` : ui.startPaused ? '?start=lessons' : '';
     const ws = new WebSocket(`${scheme}://${location.host}/ws${query}`);
     ui.ws = ws;
     ui.full = null;
@@ -85,7 +87,12 @@
     $('offline').hidden = true;
     if (ui.token && !h.resumed) toast('Your earlier session was closed while you were away: this is a new one.', true);
     ui.token = h.session;
+    ui.startPaused = false;
     document.body.dataset.session = h.session;
+    ui.lessons = h.lessons || [];
+    buildLessonList();
+    $('open-lessons').hidden = !ui.lessons.length;
+    if (h.show_lessons) $('lessons').hidden = false;
     if (!ui.hashTried) {
       ui.hashTried = true;
       const m = location.hash.match(/^#session=([A-Za-z0-9_-]+)$/);
@@ -205,14 +212,53 @@
     const box = $('scenario-box');
     const sc = s.scenario;
     box.hidden = !sc;
-    if (!sc) return;
+    if (!sc) { ui.named = new Set(); return; }
     $('scenario-title').textContent = sc.title;
     $('scenario-title').title = `scenario file ${sc.name}.toml`;
     // TOML text wraps at 80-odd columns: join the lines, keep the paragraphs
     $('scenario-desc').textContent = (sc.description || '').trim().replace(/([^\n])\n(?!\n)/g, '$1 ');
+    updateLesson(s);
     const verdict = $('scenario-verdict');
-    verdict.textContent = sc.verdict || 'playing…';
+    verdict.textContent = sc.verdict || (s.lesson ? '' : 'playing…');
     verdict.className = `verdict ${sc.verdict ? (sc.verdict.includes('FAILED') ? 'bad' : 'ok') : ''}`;
+  }
+
+  // ------------------------------------------------------------------ lessons
+
+  function buildLessonList() {
+    const list = $('lesson-list');
+    list.textContent = '';
+    for (const lesson of ui.lessons) {
+      list.append(el('li', {}, el('button', { 'data-lesson': lesson.name, title: lesson.description },
+        el('span', { class: 'lt', text: lesson.title }),
+        el('span', { class: 'ld', text: lesson.description }),
+        el('span', { class: 'ls', text: `${lesson.stops} explanations · ${lesson.name}.toml` }))));
+    }
+  }
+
+  async function startLesson(name) {
+    $('lessons').hidden = true;
+    const r = await command({ op: 'lesson', name });
+    if (!r.ok) toast(r.error, true);
+    else if (location.hash) history.replaceState(null, '', location.pathname);
+  }
+
+  function updateLesson(s) {
+    const box = $('lesson-box');
+    const lesson = s.lesson;
+    box.hidden = !lesson;
+    ui.named = new Set(lesson && lesson.holding ? lesson.names : []);
+    if (!lesson) return;
+    const done = !!(s.scenario && s.scenario.verdict);
+    box.classList.toggle('moving', !lesson.holding);
+    box.dataset.stop = String(lesson.stop);
+    box.dataset.holding = lesson.holding ? 'yes' : 'no';
+    $('lesson-text').textContent = lesson.stop ? lesson.text
+      : 'The lesson is about to start: press Next.';
+    $('lesson-stop').textContent = done ? 'the end' : `${lesson.stop} of ${lesson.stops}`;
+    $('lesson-next').disabled = done || (s.playing && !lesson.holding);
+    $('lesson-next').textContent = lesson.holding || !s.playing ? 'Next ▸' : 'playing…';
+    $('lesson-back').disabled = lesson.stop === 0 || (lesson.stop === 1 && lesson.holding) || s.replaying;
   }
 
   // ------------------------------------------------------------------ the ring
@@ -306,6 +352,7 @@
       const role = srv.status === 'crashed' ? 'none' : srv.role;
       node.g.setAttribute('class', `srv role-${role} status-${srv.status}` +
         `${ui.selected.has(srv.id) ? ' selected' : ''}` +
+        `${ui.named && ui.named.has(srv.id) ? ' named' : ''}` +
         `${members && !members.has(srv.id) ? ' removed' : ''}`);
       node.g.setAttribute('data-term', srv.term);
       node.g.setAttribute('data-role', srv.status === 'crashed' ? 'crashed' : srv.role);
@@ -559,6 +606,7 @@
       const crashed = srv.status === 'crashed';
       const frozen = srv.status === 'frozen';
       row.tr.classList.toggle('selected', ui.selected.has(srv.id));
+      row.tr.classList.toggle('named', !!(ui.named && ui.named.has(srv.id)));
       const cls = crashed ? 'crashed' : frozen ? 'frozen' : srv.role;
       row.roleSpan.className = `r-${cls}`;
       row.roleSpan.textContent = crashed ? 'crashed' : frozen ? 'frozen' : srv.role;
@@ -721,6 +769,20 @@
       else if (location.hash) history.replaceState(null, '', location.pathname);
     });
     $('open-scenario').addEventListener('click', () => $('scenario-file').click());
+    $('open-lessons').addEventListener('click', () => { $('lessons').hidden = false; });
+    $('lesson-list').addEventListener('click', (ev) => {
+      const b = ev.target.closest('button[data-lesson]');
+      if (b) startLesson(b.dataset.lesson);
+    });
+    $('explore').addEventListener('click', () => {
+      $('lessons').hidden = true;
+      if (ui.state && !ui.state.playing && ui.state.t === 0 && !ui.state.scenario) command({ op: 'play' });
+    });
+    $('lesson-next').addEventListener('click', () => command({ op: 'play' }));
+    $('lesson-back').addEventListener('click', async () => {
+      const r = await command({ op: 'back' });
+      if (!r.ok) toast(r.error, true);
+    });
     $('scenario-file').addEventListener('change', async () => {
       const file = $('scenario-file').files[0];
       if (!file) return;
@@ -761,6 +823,7 @@
     document.addEventListener('keydown', (ev) => {
       const t = ev.target;
       if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLButtonElement) return;
+      if (ev.key === 'Escape' && !$('lessons').hidden) { $('explore').click(); return; }
       if (ev.key === ' ') { ev.preventDefault(); $('play').click(); }
       if (ev.key === 'ArrowRight') { ev.preventDefault(); $('step').click(); }
     });
