@@ -247,6 +247,7 @@
     const box = $('lesson-box');
     const lesson = s.lesson;
     box.hidden = !lesson;
+    $('scenario-box').classList.toggle('lesson', !!lesson);
     ui.named = new Set(lesson && lesson.holding ? lesson.names : []);
     if (!lesson) return;
     const done = !!(s.scenario && s.scenario.verdict);
