@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from raftsim.viz.ui_session import (
     validate_action,
 )
 from raftsim.viz.ui_sessions import SessionPool
+from raftsim.viz.ui_timetravel import CHECKPOINT_EVERY, TimeMachine
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -491,6 +493,46 @@ def test_a_lesson_holds_after_each_say_and_back_replays_to_a_stop() -> None:
         replay.close()
 
 
+def test_time_travel_shows_the_exact_past_within_a_second_of_a_5_minute_session() -> None:
+    spec = SessionSpec(servers=5, seed=3)
+    live = UiSession(spec)
+    script = [(1.0, {"op": "write", "key": "a", "value": "1"}),
+              (2.5, {"op": "crash", "server": "s2"}),
+              (4.0, {"op": "partition", "groups": [["s1", "s3"], ["s2", "s4", "s5"]]}),
+              (9.0, {"op": "heal"}), (12.0, {"op": "restart", "server": "s2"}),
+              (15.0, {"op": "write", "key": "b", "value": "2"})]
+    try:
+        for when, action in script:
+            live.advance_to(when)
+            live.apply(action)
+        live.advance_to(20.0)
+        actions = list(live.actions)
+    finally:
+        live.close()
+    machine = TimeMachine(spec)
+    try:
+        machine.feed(actions, 300.0)  # five minutes, the last 280 s without actions
+        assert machine.show(300.0)["t"] == 300.0  # once the machine has caught up
+        took = {}
+        for t in (299.9, 7.77, 150.3, 61.7, 17.25, 233.3, 0.5):
+            started = time.perf_counter()
+            past = machine.show(t)
+            took[t] = time.perf_counter() - started
+            assert past["t"] == t and past["snapshot"]["t"] == t
+            assert 0 <= t - past["checkpoint"] <= CHECKPOINT_EVERY
+        assert max(took.values()) < 1.0, took
+        for t in (7.77, 17.25):  # exactly what a replay from t=0 shows
+            reference = UiSession.replay(spec, [a for a in actions if a["t"] <= t], t)
+            try:
+                reference.poll_configurations()
+                assert machine.show(t)["snapshot"] == json.loads(json.dumps(
+                    reference.snapshot()))
+            finally:
+                reference.close()
+    finally:
+        machine.close()
+
+
 def test_a_bad_scenario_says_why() -> None:
     with pytest.raises(ValueError, match="title"):
         UiSession(SessionSpec(scenario="seed = 1\n[[step]]\nsay = 'x'\n"))
@@ -797,7 +839,7 @@ def test_every_tab_has_a_cluster_of_its_own(browser: Any) -> None:
             a.goto(server.url)
             a.wait_for_function("document.querySelectorAll('#ring .srv').length === 5",
                                 timeout=10_000)
-            set_speed(a, 10)  # 20x
+            set_speed(a, 9)  # 10x
             a.fill("#seed", "7")
             a.select_option("#nservers", "3")
             a.click("#reset")
@@ -814,7 +856,7 @@ def test_every_tab_has_a_cluster_of_its_own(browser: Any) -> None:
             assert float(b.get_attribute("#clock", "data-t") or "inf") < 0.15
             assert ring_leaders(b) == []
             assert b.text_content("#speed-out") == "1/20×"
-            assert a.text_content("#speed-out") == "20×"
+            assert a.text_content("#speed-out") == "10×"
             runner_a, runner_b = session_of(server, a), session_of(server, b)
             assert runner_a is not runner_b
             assert (runner_a.session.spec.seed, runner_b.session.spec.seed) == (7, 1)
@@ -826,7 +868,7 @@ def test_every_tab_has_a_cluster_of_its_own(browser: Any) -> None:
             b.click(f"#servers button[data-act=crash][data-id={victim}]")
             b.wait_for_selector(f"#ring .srv.status-crashed[data-id={victim}]",
                                 timeout=10_000)
-            assert a.text_content("#speed-out") == "20×" and runner_a.speed == 20
+            assert a.text_content("#speed-out") == "10×" and runner_a.speed == 10
             assert runner_b.speed == 5
             assert a.query_selector("#ring .srv.status-crashed") is None
             assert [x["op"] for x in runner_a.session.actions] == []
@@ -1010,6 +1052,63 @@ def test_the_page_opens_on_lessons_that_stop_at_each_explanation(browser: Any) -
             page.click("#lesson-next")
             assert lesson_stop(page, 3) == says[2]
             assert (page.get_attribute("#clock", "data-t"), page.inner_html("#log")) == shown[3]
+        finally:
+            page.context.close()
+    assert errors == []
+
+
+def replayed_servers(spec: SessionSpec, actions: list[dict[str, Any]], t: float
+                     ) -> list[dict[str, Any]]:
+    """Each server's role, term and commit index at ``t`` in a fresh replay (on a
+    thread of its own: Playwright's loop owns this one)."""
+    def run() -> list[dict[str, Any]]:
+        session = UiSession.replay(spec, [a for a in actions if a["t"] <= t], t)
+        try:
+            return [{"id": s["id"], "role": s["role"] or "crashed", "term": s["term"],
+                     "commit": s["commit"]} for s in session.snapshot()["servers"]]
+        finally:
+            session.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def test_the_history_slider_shows_an_earlier_moment_exactly(browser: Any) -> None:
+    errors: list[str] = []
+    spec = SessionSpec(servers=5, seed=2)
+    with UiServer(spec, speed=20) as server:
+        page = open_page(browser, errors)
+        try:
+            page.goto(server.url)
+            page.wait_for_function("document.querySelectorAll('#ring .srv.role-leader')"
+                                   ".length === 1", timeout=10_000)
+            old = ring_leaders(page)[0]["id"]
+            page.click(f"#servers button[data-act=crash][data-id={old}]")
+            page.wait_for_function(
+                "(() => { const l = document.querySelectorAll('#ring .srv.role-leader');"
+                f" return l.length === 1 && l[0].dataset.id !== '{old}'; }})()",
+                timeout=15_000)
+            pause(page)
+            runner = session_of(server, page)
+            now = runner.session.now
+            crash_at = runner.session.actions[0]["t"]
+            when = round(crash_at - 0.0005, 4)  # just before the crash: old still leads
+            page.eval_on_selector("#history", "(el, t) => { el.value = String(t);"
+                                  " el.dispatchEvent(new Event('input')); }", when)
+            page.wait_for_function(f"document.body.dataset.travel === '{when}'",
+                                   timeout=10_000)
+            assert float(page.get_attribute("#clock", "data-t") or 0) == when
+            rows = page.eval_on_selector_all(
+                "#servers tbody tr", "trs => trs.map(tr => ({id: tr.dataset.id,"
+                " role: tr.dataset.role, term: Number(tr.querySelector('.term').textContent),"
+                " commit: Number(tr.querySelector('.commit').textContent.split('/')[0])}))")
+            assert rows == replayed_servers(spec, list(runner.session.actions), when)
+            assert [r["id"] for r in rows if r["role"] == "leader"] == [old]
+            assert runner.session.now == now  # the present stays where it was
+            page.click("#history-now")
+            page.wait_for_function("document.body.dataset.travel === ''", timeout=10_000)
+            assert float(page.get_attribute("#clock", "data-t") or 0) == now
+            assert ring_leaders(page)[0]["id"] != old
         finally:
             page.context.close()
     assert errors == []

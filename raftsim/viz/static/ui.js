@@ -54,6 +54,7 @@
     speedDragging: false, replayTarget: null, token: null, full: null,
     // a page without a link opens on the lesson list, its own session paused at t=0
     startPaused: !/^#session=/.test(location.hash), lessons: [],
+    travelBusy: false, travelNext: null, historyDragging: false,
   };
 
   // ------------------------------------------------------------------ connection
@@ -199,6 +200,7 @@
     $('check-quorum').checked = s.settings.check_quorum;
     if (document.activeElement !== $('seed')) $('seed').value = String(s.seed);
     updateScenario(s);
+    updateHistory(s);
     if (ui.replayTarget === s.session && !s.replaying) {
       ui.replayTarget = null;
       toast(`Replayed the linked session up to t = ${s.t.toFixed(3)} s. Press Play to go on.`);
@@ -221,6 +223,35 @@
     const verdict = $('scenario-verdict');
     verdict.textContent = sc.verdict || (s.lesson ? '' : 'playing…');
     verdict.className = `verdict ${sc.verdict ? (sc.verdict.includes('FAILED') ? 'bad' : 'ok') : ''}`;
+  }
+
+  // ------------------------------------------------------------------ time travel
+
+  function updateHistory(s) {
+    const travel = s.travel;
+    const now = travel ? travel.now : s.t;
+    document.body.classList.toggle('travel', !!travel);
+    document.body.dataset.travel = travel ? String(travel.t) : '';
+    const slider = $('history');
+    slider.max = String(now);
+    if (!ui.historyDragging && !ui.travelBusy) slider.value = String(travel ? travel.t : now);
+    $('history-out').textContent = travel
+      ? `t = ${travel.t.toFixed(3)} s of ${now.toFixed(3)}` : 'now';
+    $('history-now').hidden = !travel;
+  }
+
+  // one jump at a time; while one is on its way, only the latest wish waits
+  async function travelTo(t) {
+    if (ui.travelBusy) { ui.travelNext = t; return; }
+    ui.travelBusy = true;
+    let next = t;
+    while (next !== null) {
+      ui.travelNext = null;
+      const r = await command({ op: 'travel', t: next });
+      if (!r.ok) { toast(r.error, true); break; }
+      next = ui.travelNext;
+    }
+    ui.travelBusy = false;
   }
 
   // ------------------------------------------------------------------ lessons
@@ -780,6 +811,14 @@
       if (ui.state && !ui.state.playing && ui.state.t === 0 && !ui.state.scenario) command({ op: 'play' });
     });
     $('lesson-next').addEventListener('click', () => command({ op: 'play' }));
+    $('history').addEventListener('input', () => {
+      ui.historyDragging = true;
+      const t = Number($('history').value);
+      $('history-out').textContent = `t = ${t.toFixed(3)} s…`;
+      travelTo(t);
+    });
+    $('history').addEventListener('change', () => { ui.historyDragging = false; });
+    $('history-now').addEventListener('click', () => { ui.historyDragging = false; command({ op: 'travel', t: null }); });
     $('lesson-back').addEventListener('click', async () => {
       const r = await command({ op: 'back' });
       if (!r.ok) toast(r.error, true);
