@@ -1042,6 +1042,8 @@ def test_the_page_opens_on_lessons_that_stop_at_each_explanation(browser: Any) -
                                                   "els => els.map(e => e.dataset.id)")
                 assert named == named_in(text, ids)
                 shown[stop] = (page.get_attribute("#clock", "data-t"), page.inner_html("#log"))
+                if stop == 2 and os.environ.get("RAFTSIM_WRITE_DOCS_SCREENSHOT"):
+                    page.screenshot(path=str(ROOT / "docs" / "ui-lesson.png"))
             assert shown[2][0] != shown[1][0]  # time passed between the stops
             assert named_in(says[1], ids)  # "$first timed out first": the leader, ringed
             assert page.text_content("#lesson-stop") == f"3 of {lessons[0].stops}"
