@@ -240,6 +240,9 @@ def test_a_chosen_message_is_dropped_on_its_way_and_replays(session: UiSession) 
     kinds = [r["kind"] for r in session.recorder.records if r.get("id") == message["id"]]
     assert kinds == ["send", "drop"]
     assert session.snapshot()["drops"][-1]["reason"] == "chosen"
+    assert any(line["text"].startswith(f"you dropped the {message['type']} "
+                                       f"{message['from']} → {message['to']}")
+               for line in session.feed.lines)
     replayed = UiSession.from_permalink(session.permalink())
     try:
         assert replayed.digest() == session.digest()

@@ -257,7 +257,7 @@ class SimRunner:
 
     def _maybe_feed(self, session: UiSession, now: float) -> None:
         """Keep the time machine up with the session (starting it once it is worth it)."""
-        if now - self._last_feed < FEED_INTERVAL or session.holding:
+        if now - self._last_feed < FEED_INTERVAL:
             return
         self._last_feed = now
         if self._machine is None and session.now < MACHINE_AFTER:
@@ -289,8 +289,6 @@ class SimRunner:
             return {"t": session.now}
         if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0:
             raise ValueError("travel needs 't': a virtual time in seconds, or null for now")
-        if session.holding:
-            raise ValueError("the lesson waits at its text: press Next first")
         self.playing = False
         if t >= session.now:
             self._travel = None

@@ -839,9 +839,14 @@ class UiSession:
         elif op == "heal":
             cluster.heal()
         elif op == "drop":
+            message = self.board.in_flight.get(action["message"])
             if not cluster.network.drop_in_flight(action["message"]):
                 raise ValueError(f"message {action['message']} is not on its way any more "
                                  "(it arrived or was dropped)")
+            if message is not None:  # the story says what was lost, as for any action
+                self.recorder.record(None, 0, "say", {
+                    "text": f"you dropped the {message['type']} {message['from']} → "
+                            f"{message['to']} (term {message['term']}) on its way"})
         elif op == "settings":
             self._set_settings(action["pre_vote"], action["check_quorum"])
         elif op == "write":
