@@ -495,6 +495,37 @@ def test_a_lesson_holds_after_each_say_and_back_replays_to_a_stop() -> None:
     finally:
         replay.close()
 
+    # an action taken between stops 1 and 2: Back to stop 2 replays it, Back to 1 not
+    acting = UiSession(spec)
+    at_stop: dict[int, str] = {}
+
+    def act_once(s: UiSession) -> RunFor:
+        if s.scenario_verdict is not None or s.stops > 2:
+            raise Stop()
+        if s.holding:
+            at_stop[s.stops] = s.digest()
+            return RunFor(0.0)
+        if s.stops == 1 and not s.actions:
+            s.apply({"op": "write", "key": "mine", "value": "1"})
+        return RunFor(0.01)
+
+    try:
+        drive(acting, act_once)
+        assert acting.action_stops == [1]
+        assert at_stop[2] != held[1][3]  # the write changed the run
+        for stop in (1, 2):
+            actions = [a for a, before in zip(acting.actions, acting.action_stops,
+                                              strict=True) if before < stop]
+            back = UiSession(spec)
+            try:
+                with pytest.raises(ReplayDone):
+                    back.drive(ReplayPump(actions, 0.0, until_stop=stop))
+                assert back.digest() == at_stop[stop]
+            finally:
+                back.close()
+    finally:
+        acting.close()
+
 
 def test_time_travel_shows_the_exact_past_within_a_second_of_a_5_minute_session() -> None:
     spec = SessionSpec(servers=5, seed=3)

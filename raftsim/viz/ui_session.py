@@ -459,6 +459,8 @@ class ReplayPump:
         while self.actions and self.actions[0]["t"] <= session.now:
             action = self.actions.popleft()
             session.apply({k: v for k, v in action.items() if k != "t"})
+        if self.until_stop is not None and not self.actions:
+            return RunFor(STEP_HORIZON)  # on to the stop
         if self.actions:
             return RunUntil(float(self.actions[0]["t"]))
         if session.now < self.until:
@@ -778,7 +780,11 @@ class UiSession:
         """The scenario's ``run``: until the coroutine is done, at the pump's pace."""
         loop = self.loop
         task = loop.create_task(coro)
-        task.add_done_callback(lambda _: loop.stop())
+
+        def done(_: object) -> None:
+            loop.stop()
+
+        task.add_done_callback(done)
         try:
             while not task.done():
                 loop.stop_requested = False
@@ -789,6 +795,9 @@ class UiSession:
                 if not task.done():
                     self._go(grant)
         except BaseException:
+            # unwinding (a new session, a replay's end): the cancelled task must not
+            # stop the loop under whatever runs next (the scenario's clean-up)
+            task.remove_done_callback(done)
             task.cancel()
             raise
         return task.result()
