@@ -567,6 +567,43 @@ def test_time_travel_shows_the_exact_past_within_a_second_of_a_5_minute_session(
         machine.close()
 
 
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def test_time_travel_thins_its_checkpoints_and_leaves_no_process_behind() -> None:
+    spec = SessionSpec(servers=3, seed=6)
+    machine = TimeMachine(spec, every=0.5, max_checkpoints=4)
+    try:
+        # checkpoints at 0, 0.5, 1, ... thinned whenever there are five: 0, 4 and 8 stay
+        machine.feed([], 12.0)
+        assert machine.show(12.0)["t"] == 12.0
+        assert machine.pid is not None
+        holders = children_of(machine.pid)
+        assert len(holders) == 3
+        past = machine.show(11.9)
+        assert past["checkpoint"] == 8.0 and past["t"] == 11.9
+        reference = UiSession.replay(spec, [], 11.9)
+        try:
+            reference.poll_configurations()
+            assert past["snapshot"] == json.loads(json.dumps(reference.snapshot()))
+        finally:
+            reference.close()
+    finally:
+        machine.close()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in holders)
+
+
 def test_a_bad_scenario_says_why() -> None:
     with pytest.raises(ValueError, match="title"):
         UiSession(SessionSpec(scenario="seed = 1\n[[step]]\nsay = 'x'\n"))

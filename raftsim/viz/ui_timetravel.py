@@ -46,7 +46,7 @@ __all__ = ["CHECKPOINT_EVERY", "MAX_CHECKPOINTS", "TimeMachine", "TimeTravelErro
 #: virtual seconds between checkpoints (a jump replays at most this much)
 CHECKPOINT_EVERY = 10.0
 #: holders at once; past this the spacing doubles
-MAX_CHECKPOINTS = 48
+MAX_CHECKPOINTS = 32
 #: narrated lines a picture of the past carries
 PAST_LINES = 200
 #: records the replica keeps (only the newest matter for its picture)
@@ -65,8 +65,13 @@ class TimeMachine:
     """One session's time machine, seen from the web UI's simulation thread. Started
     on first use; ``feed`` it the live session's log as it grows; ``show`` a moment."""
 
-    def __init__(self, spec: SessionSpec) -> None:
+    def __init__(self, spec: SessionSpec, *, every: float = CHECKPOINT_EVERY,
+                 max_checkpoints: int = MAX_CHECKPOINTS) -> None:
+        if not every > 0 or max_checkpoints < 2:
+            raise ValueError("checkpoints need a positive spacing and room for two")
         self.spec = spec
+        self.every = every
+        self.max_checkpoints = max_checkpoints
         self._proc: subprocess.Popen[bytes] | None = None
         self._sent = 0
         self._fed_now = -1.0
@@ -76,12 +81,17 @@ class TimeMachine:
     def started(self) -> bool:
         return self._proc is not None
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
     def _ensure(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "raftsim.viz.ui_timetravel"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
-            self._write({"op": "start", "spec": self.spec.as_dict()})
+            self._write({"op": "start", "spec": self.spec.as_dict(), "every": self.every,
+                         "max_checkpoints": self.max_checkpoints})
         return self._proc
 
     def _write(self, message: dict[str, Any]) -> None:
@@ -168,13 +178,16 @@ class _Machine:
     """The replica session and its checkpoints. ``pump`` drives the replica; in a
     holder it parks, in a worker it runs to the moment asked for."""
 
-    def __init__(self, spec: SessionSpec, commands: IO[bytes], out: IO[bytes]) -> None:
+    def __init__(self, spec: SessionSpec, commands: IO[bytes], out: IO[bytes], *,
+                 every: float = CHECKPOINT_EVERY,
+                 max_checkpoints: int = MAX_CHECKPOINTS) -> None:
         self.commands = commands
         self.out = out
         self.pending: deque[Action] = deque()
         self.known: list[Action] = []
         self.fed_now = 0.0
-        self.every = CHECKPOINT_EVERY
+        self.every = every
+        self.max_checkpoints = max_checkpoints
         self.next_checkpoint = 0.0
         self.holders: list[_Holder] = []
         self.worker_target: float | None = None
@@ -240,7 +253,7 @@ class _Machine:
         self.holders.append(_Holder(session.now, pid, os.fdopen(request_w, "wb"),
                                     os.fdopen(reply_r, "rb")))
         self.next_checkpoint = session.now + self.every
-        if len(self.holders) > MAX_CHECKPOINTS:
+        if len(self.holders) > self.max_checkpoints:
             self._thin()
 
     def _thin(self) -> None:
@@ -342,9 +355,9 @@ def main() -> None:
     if not first:
         return
     data = json.loads(first)
-    spec_data = dict(data["spec"])
-    spec = SessionSpec(**spec_data)
-    _Machine(spec, commands, out).run()
+    spec = SessionSpec(**dict(data["spec"]))
+    _Machine(spec, commands, out, every=float(data.get("every", CHECKPOINT_EVERY)),
+             max_checkpoints=int(data.get("max_checkpoints", MAX_CHECKPOINTS))).run()
     out.flush()
     os._exit(0)
 
