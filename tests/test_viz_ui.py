@@ -608,6 +608,22 @@ def test_time_travel_thins_its_checkpoints_and_leaves_no_process_behind() -> Non
     assert not any(Path(f"/proc/{pid}").exists() for pid in holders)
 
 
+def test_the_lessons_are_the_scenario_files_tour_first(tmp_path: Path) -> None:
+    shipped = load_lessons(ROOT / "scenarios")
+    assert [lesson.name for lesson in shipped][:3] == ["tour", "first-election",
+                                                       "leader-crash"]
+    assert {lesson.name for lesson in shipped} == {
+        p.stem for p in (ROOT / "scenarios").glob("*.toml")}
+    tour = shipped[0]
+    assert tour.summary()["title"] == load_scenario(ROOT / "scenarios" / "tour.toml").title
+    assert tour.stops == tour.text.count("say =") and "\n" not in tour.summary()["description"]
+    (tmp_path / "zz-mine.toml").write_text(SCENARIO)
+    (tmp_path / "broken.toml").write_text("title = [not a scenario")
+    (tmp_path / "tour.toml").write_text(tour.text)
+    assert [lesson.name for lesson in load_lessons(tmp_path)] == ["tour", "zz-mine"]
+    assert load_lessons(None) == []
+
+
 def test_a_bad_scenario_says_why() -> None:
     with pytest.raises(ValueError, match="title"):
         UiSession(SessionSpec(scenario="seed = 1\n[[step]]\nsay = 'x'\n"))
