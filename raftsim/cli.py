@@ -152,7 +152,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
     try:
         return serve_ui(servers=args.servers, seed=args.seed, scenario=args.scenario,
-                        host=args.host, port=args.port, speed=args.speed)
+                        host=args.host, port=args.port, speed=args.speed,
+                        max_sessions=args.max_sessions, lessons_dir=args.lessons)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -175,6 +176,12 @@ def _add_ui_command(sub: Any) -> None:
                     help="address to listen on (default 127.0.0.1: this machine only)")
     ui.add_argument("--speed", type=_speed, default=0.05,
                     help="virtual seconds per wall second, 0.01 to 100 (default 0.05)")
+    ui.add_argument("--max-sessions", type=_positive_int, default=32,
+                    help="sessions at once, one per open page (default 32; one unwatched "
+                         "for two minutes is closed)")
+    ui.add_argument("--lessons", metavar="DIR", default=None,
+                    help="the scenario files the page offers as lessons (default: this "
+                         "checkout's scenarios/)")
     ui.set_defaults(func=_cmd_ui)
 
 

@@ -529,3 +529,21 @@ def test_send_and_deliver_cost_a_few_microseconds() -> None:
         assert per_message < 50e-6  # ~2 µs measured; generous for slow CI machines
     finally:
         loop.close()
+
+
+def test_a_chosen_message_is_dropped_on_its_way_with_every_copy() -> None:
+    h = make(duplication=1.0)
+    try:
+        h.net.send("a", "b", b"lost", meta="m")
+        h.net.send("a", "c", b"kept")
+        assert h.net.in_flight == 4
+        assert h.net.drop_in_flight(1) is True
+        assert h.events[-1] == ("drop", 1, "a", "b", "chosen")  # now, not on arrival
+        assert h.net.in_flight == 2 and h.net.dropped_by_reason["chosen"] == 1
+        assert h.net.drop_in_flight(1) is False  # gone already
+        h.loop.run_for(1.0)
+        assert [d for _, _, _, d in h.arrivals] == [b"kept", b"kept"]
+        assert h.net.drop_in_flight(2) is False  # arrived
+        assert (h.net.in_flight, h.net.delivered, h.net.dropped) == (0, 2, 1)
+    finally:
+        h.close()

@@ -41,7 +41,7 @@ __all__ = ["NetworkObserver", "SimNetwork", "DROP_REASONS"]
 
 Deliver = Callable[[str, bytes], None]
 #: why a message was dropped, as reported to ``on_drop``
-DROP_REASONS = ("loss", "partition", "crashed")
+DROP_REASONS = ("loss", "partition", "crashed", "chosen")
 
 # reordered messages are held back by up to this many times the link's maximum latency
 REORDER_FACTOR = 10.0
@@ -142,6 +142,8 @@ class SimNetwork:
         self.duplicated = 0
         self.dropped_by_reason = dict.fromkeys(DROP_REASONS, 0)
         self._in_flight = 0
+        #: serial -> [source, target, meta, copies on their way]
+        self._flying: dict[int, list[Any]] = {}
         self._observer: object | None = None
         self.observer = observer
 
@@ -226,6 +228,7 @@ class SimNetwork:
         if self._reorder and rand() < self._reorder:
             delay += REORDER_FACTOR * high * rand()
         self._in_flight += 1
+        flying = self._flying[serial] = [source, target, meta, 1]
         self._call_at(now + delay, self._arrive, serial, source, target, data, meta, deliver)
         if self._duplication and rand() < self._duplication:
             self.duplicated += 1
@@ -233,11 +236,18 @@ class SimNetwork:
             if self._reorder and rand() < self._reorder:
                 delay += REORDER_FACTOR * high * rand()
             self._in_flight += 1
+            flying[3] += 1
             self._call_at(now + delay, self._arrive, serial, source, target, data, meta,
                           deliver)
 
     def _arrive(self, serial: int, source: str, target: str, data: bytes, meta: object,
                 deliver: Deliver | None) -> None:
+        flying = self._flying.get(serial)
+        if flying is None:
+            return  # dropped on its way by drop_in_flight, which counted it
+        flying[3] -= 1
+        if not flying[3]:
+            del self._flying[serial]
         self._in_flight -= 1
         if deliver is None or self._endpoints.get(target) is not deliver:
             self._drop(serial, source, target, meta, "crashed")
@@ -249,6 +259,17 @@ class SimNetwork:
         if self._on_deliver is not None:
             self._on_deliver(serial, source, target, meta)
         deliver(source, data)
+
+    def drop_in_flight(self, serial: int) -> bool:
+        """Drop the message ``serial`` (every copy of it) on its way, now: a message a
+        teacher picked to lose. False when none of it is on its way any more."""
+        flying = self._flying.pop(serial, None)
+        if flying is None:
+            return False
+        source, target, meta, copies = flying
+        self._in_flight -= copies
+        self._drop(serial, source, target, meta, "chosen")
+        return True
 
     def _drop(self, serial: int, source: str, target: str, meta: object, reason: str) -> None:
         self.dropped += 1

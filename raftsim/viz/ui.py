@@ -2,10 +2,15 @@
 
 One aiohttp application on loopback serves one page (``static/``: plain HTML, CSS and
 JavaScript shipped in the package; no build step, nothing fetched from elsewhere) and one
-WebSocket. The simulation runs on its own thread (``ui_runner.SimRunner``), paced to the
-wall clock; its frames (compact snapshots, at most 20 a second, with the narrated lines
-that are new) reach every open page over the WebSocket, and the page's commands come back
-the same way. The browser never polls.
+WebSocket. Every page that connects gets a session of its own (``ui_sessions``): a
+simulated cluster on its own thread (``ui_runner.SimRunner``), paced to the wall clock;
+its frames (compact snapshots, at most 20 a second, with the narrated lines that are new)
+reach that page over the WebSocket, and the page's commands come back the same way. The
+browser never polls.
+
+The first message a page gets is ``{"type": "hello", "session": token, ...}`` (the token
+lets the page reconnect to the same session with ``/ws?resume=token``), or ``{"type":
+"full", "error": ...}`` when the server runs as many sessions as it allows.
 
 The page speaks JSON: it sends ``{"req": n, "op": ..., ...}`` (see ``SimRunner``'s
 commands) and gets ``{"type": "reply", "req": n, "ok": ..., ...}`` for each, and
@@ -21,15 +26,22 @@ import logging
 import signal
 import sys
 import threading
-from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from raftsim.viz.ui_lessons import Lesson, default_lessons_dir, load_lessons
 from raftsim.viz.ui_runner import DEFAULT_SPEED, Frame, SimRunner
 from raftsim.viz.ui_session import SessionSpec
+from raftsim.viz.ui_sessions import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_SESSIONS,
+    Page,
+    SessionPool,
+)
 
 __all__ = ["UiServer", "build_ui_app", "serve_ui", "STATIC_DIR"]
 
@@ -38,85 +50,10 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 #: the files the page is made of, and their content types
 STATIC_FILES = {"ui.js": "text/javascript", "ui.css": "text/css"}
-#: narrated lines a newly opened page gets
-BACKLOG = 300
-#: lines kept for a page that cannot keep up (it then misses the oldest)
-MAX_PENDING_LINES = 1000
 #: the largest command a page may send (a permalink or a scenario file fits easily)
 MAX_MESSAGE = 4 * 1024 * 1024
 
-RUNNER = web.AppKey("raftsim_ui_runner", SimRunner)
-
-
-class _Page:
-    """One open page: what it still has to be sent, sent by one task in order."""
-
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self.state: Frame | None = None
-        self.lines: list[dict[str, Any]] = []
-        self.reset = False
-        self.replies: list[dict[str, Any]] = []
-        self.wake = asyncio.Event()
-
-    def offer(self, frame: Frame) -> None:
-        if frame["reset"]:
-            self.lines = []
-            self.reset = True
-        self.lines.extend(frame["lines"])
-        del self.lines[:-MAX_PENDING_LINES]
-        self.state = frame
-        self.wake.set()
-
-    def reply(self, answer: dict[str, Any]) -> None:
-        self.replies.append(answer)
-        self.wake.set()
-
-    async def pump(self) -> None:
-        ws = self.ws
-        while not ws.closed:
-            await self.wake.wait()
-            self.wake.clear()
-            replies, self.replies = self.replies, []
-            for answer in replies:
-                await ws.send_str(json.dumps(answer))
-            if self.state is not None:
-                frame = {**self.state, "lines": self.lines, "reset": self.reset}
-                self.state, self.lines, self.reset = None, [], False
-                await ws.send_str(json.dumps(frame))
-
-
-class Hub:
-    """The web loop's side of the frames: the open pages and what a new one needs."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.pages: set[_Page] = set()
-        self.last: Frame | None = None
-        self.backlog: deque[dict[str, Any]] = deque(maxlen=BACKLOG)
-
-    def publish_threadsafe(self, frame: Frame) -> None:
-        """Called on the simulation thread."""
-        try:
-            self.loop.call_soon_threadsafe(self._publish, frame)
-        except RuntimeError:
-            pass  # the web loop is closing
-
-    def _publish(self, frame: Frame) -> None:
-        if frame["reset"]:
-            self.backlog.clear()
-        self.backlog.extend(frame["lines"])
-        self.last = frame
-        for page in self.pages:
-            page.offer(frame)
-
-    def join(self, page: _Page) -> None:
-        self.pages.add(page)
-        if self.last is not None:
-            page.offer({**self.last, "lines": list(self.backlog), "reset": True})
-
-
-HUB = web.AppKey("raftsim_ui_hub", Hub)
+POOL = web.AppKey("raftsim_ui_pool", SessionPool)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -148,16 +85,34 @@ def _same_origin(request: web.Request) -> bool:
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
+    """One page: its own session (a new one, or the one it had before a reconnect)."""
     if not _same_origin(request):
         raise web.HTTPForbidden(text="cross-origin WebSocket refused")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=None)
     await ws.prepare(request)
-    hub = request.app[HUB]
-    runner = request.app[RUNNER]
-    page = _Page(ws)
-    hub.join(page)
-    pump = asyncio.get_running_loop().create_task(page.pump())
+    pool = request.app[POOL]
+    token = request.query.get("resume")
+    visit = pool.resume(token) if token else None
+    resumed = visit is not None
+    # a page that opens on the lesson list starts its session paused at t=0 (nothing
+    # happens behind the list); "paused" asks for the same without the list
+    start = request.query.get("start")
+    show_lessons = (start == "lessons" and bool(pool.hello.get("lessons"))
+                    and not pool.hello.get("scenario"))
+    if visit is None:
+        visit = pool.open(playing=start not in ("paused", "lessons") or
+                          (start == "lessons" and not show_lessons))
+    if visit is None:
+        await ws.send_str(json.dumps({"type": "full", "error": pool.full_message()}))
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many sessions")
+        return ws
+    page = Page(ws)
+    page.reply({"type": "hello", "session": visit.token, "resumed": resumed,
+                "show_lessons": show_lessons and not resumed, **pool.hello})
+    visit.join(page)
+    runner = visit.runner
     loop = asyncio.get_running_loop()
+    pump = loop.create_task(page.pump())
     try:
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
@@ -179,27 +134,35 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
             runner.submit(command, deliver)
     finally:
-        hub.pages.discard(page)
+        visit.leave(page)
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
             await pump
     return ws
 
 
-def build_ui_app(runner: SimRunner, hub: Hub) -> web.Application:
-    """The UI's application around a runner (started and stopped with the app)."""
+def build_ui_app(pool: SessionPool) -> web.Application:
+    """The UI's application around a session pool (whose sessions stop with the app)."""
     app = web.Application()
-    app[RUNNER] = runner
-    app[HUB] = hub
+    app[POOL] = pool
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/ws", websocket)
 
-    async def close_pages(app: web.Application) -> None:
-        for page in list(hub.pages):
-            await page.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    async def start_reaper(app: web.Application) -> None:
+        pool.start_reaper()
 
+    async def close_pages(app: web.Application) -> None:
+        for visit in list(pool.visits.values()):
+            for page in list(visit.hub.pages):
+                await page.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    async def stop_sessions(app: web.Application) -> None:
+        await pool.shutdown()
+
+    app.on_startup.append(start_reaper)
     app.on_shutdown.append(close_pages)
+    app.on_cleanup.append(stop_sessions)
     return app
 
 
@@ -211,14 +174,21 @@ class UiServer:
 
     def __init__(self, spec: SessionSpec, *, host: str = "127.0.0.1", port: int = 0,
                  speed: float = DEFAULT_SPEED, playing: bool = True,
-                 permalink: str | None = None) -> None:
+                 permalink: str | None = None, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 lessons: list[Lesson] | None = None) -> None:
         self.spec = spec
         self.host = host
         self.port = port
         self.speed = speed
         self.playing = playing
         self.permalink = permalink
-        self.runner: SimRunner | None = None
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        #: the lessons the page lists (none: it opens on the cluster)
+        self.lessons = list(lessons or [])
+        #: the visitors' sessions (while serving)
+        self.pool: SessionPool | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,11 +226,12 @@ class UiServer:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     self._loop.add_signal_handler(signum, self._stop.set)
-        hub = Hub(self._loop)
-        runner = SimRunner(self.spec, hub.publish_threadsafe, speed=self.speed,
-                           playing=self.playing, permalink=self.permalink)
-        self.runner = runner
-        app = build_ui_app(runner, hub)
+        pool = SessionPool(self._loop, self._new_runner, limit=self.max_sessions,
+                           idle_timeout=self.idle_timeout)
+        pool.hello = {"lessons": [lesson.summary() for lesson in self.lessons],
+                      "scenario": self.spec.scenario is not None}
+        self.pool = pool
+        app = build_ui_app(pool)
         web_runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                    shutdown_timeout=2.0)
         await web_runner.setup()
@@ -271,14 +242,18 @@ class UiServer:
                 if isinstance(address, tuple) and len(address) >= 2:
                     self.port = int(address[1])
                     break
-            runner.start()
             self._ready.set()
             if announce:
                 print(f"raftsim ui: serving {self.url} (Ctrl-C to stop)", flush=True)
             await self._stop.wait()
         finally:
             await web_runner.cleanup()
-            await asyncio.get_running_loop().run_in_executor(None, runner.stop)
+
+    def _new_runner(self, publish: Callable[[Frame], None], playing: bool) -> SimRunner:
+        """A new visitor's session: the server's cluster (or scenario) from t=0."""
+        return SimRunner(self.spec, publish, speed=self.speed,
+                         playing=self.playing and playing, permalink=self.permalink,
+                         lessons={lesson.name: lesson.text for lesson in self.lessons})
 
     def close(self, timeout: float = 15.0) -> None:
         loop, stop = self._loop, self._stop
@@ -296,9 +271,13 @@ class UiServer:
 
 
 def serve_ui(*, servers: int = 5, seed: int = 0, scenario: Path | str | None = None,
-             host: str = "127.0.0.1", port: int = 8080, speed: float = DEFAULT_SPEED) -> int:
+             host: str = "127.0.0.1", port: int = 8080, speed: float = DEFAULT_SPEED,
+             max_sessions: int = DEFAULT_MAX_SESSIONS,
+             lessons_dir: Path | str | None = None) -> int:
     """Run the UI in this thread until interrupted (the ``raftsim ui`` command).
-    Raises ValueError for a bad argument or scenario file (nothing is served then)."""
+    Raises ValueError for a bad argument or scenario file (nothing is served then).
+    ``lessons_dir``: where the lessons' scenario files are (default: this checkout's
+    ``scenarios/``)."""
     if scenario is not None:
         from raftsim.scenario import ScenarioError, load_scenario
 
@@ -310,7 +289,12 @@ def serve_ui(*, servers: int = 5, seed: int = 0, scenario: Path | str | None = N
                            scenario_name=Path(scenario).stem)
     else:
         spec = SessionSpec(servers=servers, seed=seed)
-    server = UiServer(spec, host=host, port=port, speed=speed)
+    if lessons_dir is not None and not Path(lessons_dir).is_dir():
+        raise ValueError(f"--lessons {lessons_dir}: not a directory of scenario files")
+    lessons = load_lessons(Path(lessons_dir) if lessons_dir is not None
+                           else default_lessons_dir())
+    server = UiServer(spec, host=host, port=port, speed=speed, max_sessions=max_sessions,
+                      lessons=lessons)
     try:
         asyncio.run(server.serve(announce=True))
     except KeyboardInterrupt:

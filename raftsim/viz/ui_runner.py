@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from raftsim.viz.ui_session import (
@@ -32,6 +32,7 @@ from raftsim.viz.ui_session import (
     decode_permalink,
     load_scenario_text,
 )
+from raftsim.viz.ui_timetravel import TimeMachine, TimeTravelError
 
 __all__ = ["SimRunner", "MIN_SPEED", "MAX_SPEED", "DEFAULT_SPEED"]
 
@@ -55,6 +56,12 @@ MAX_LINES_PER_FRAME = 200
 MAX_RECORDS = 400_000
 KEEP_RECORDS = 100_000
 
+#: a session this old (virtual seconds) gets its time machine, so that a jump into a
+#: long past is quick from the first one
+MACHINE_AFTER = 60.0
+#: wall seconds between feeding the time machine what happened
+FEED_INTERVAL = 1.0
+
 Frame = dict[str, Any]
 Reply = Callable[[dict[str, Any]], None]
 
@@ -77,8 +84,19 @@ class SimRunner:
 
     def __init__(self, spec: SessionSpec, publish: Callable[[Frame], None], *,
                  speed: float = DEFAULT_SPEED, playing: bool = True,
-                 permalink: str | None = None) -> None:
+                 permalink: str | None = None,
+                 lessons: Mapping[str, str] | None = None) -> None:
         self._publish = publish
+        #: lesson name -> scenario text, the lessons the page may start
+        self.lessons = dict(lessons or {})
+        #: (session number, stop) of the lesson stop the runner last paused at
+        self._held: tuple[int, int] = (0, 0)
+        #: the session's time machine (started late or on first use), the past picture
+        #: shown instead of the present while travelling, what the page was last sent
+        self._machine: TimeMachine | None = None
+        self._travel: dict[str, Any] | None = None
+        self._last_feed = -1.0
+        self._shown: tuple[Any, ...] = ()
         self.speed = _clamp_speed(speed)
         self.playing = playing
         self._commands: queue.SimpleQueue[tuple[dict[str, Any], Reply | None]] = \
@@ -114,6 +132,7 @@ class SimRunner:
             self._thread.join(timeout)
         if not self._thread.is_alive():
             self._close_retired()
+            self._close_machine()
             self.session.close()
 
     def submit(self, command: dict[str, Any], reply: Reply | None = None) -> None:
@@ -168,9 +187,14 @@ class SimRunner:
                 self.playing = False
                 self._dirty = True
                 self._last_wall = time.monotonic()
+        if session.holding and self._held != (session.number, session.stops):
+            self._held = (session.number, session.stops)  # a lesson's stop: wait for Next
+            self.playing = False
+            self._dirty = True
         while True:
             now = time.monotonic()
             self._maybe_publish(now)
+            self._maybe_feed(session, now)
             if self._step_requested:
                 self._step_requested = False
                 self._dirty = True
@@ -218,7 +242,9 @@ class SimRunner:
     def _maybe_publish(self, now: float) -> None:
         """Poll the configurations now and then, and send a frame when one is due."""
         soon = now - self._last_poll >= 1.0 / PUBLISH_RATE
-        if (self.playing and now - self._last_poll >= POLL_INTERVAL) or \
+        if self.session.holding:
+            pass  # a lesson's hold runs nothing, not even a poll
+        elif (self.playing and now - self._last_poll >= POLL_INTERVAL) or \
                 (soon and (self._dirty or self.session.configs_stale)):
             self._last_poll = now
             self._poll()
@@ -229,6 +255,56 @@ class SimRunner:
         self._dirty = False
         self._publish(self.frame())
 
+    def _maybe_feed(self, session: UiSession, now: float) -> None:
+        """Keep the time machine up with the session (starting it once it is worth it)."""
+        if now - self._last_feed < FEED_INTERVAL:
+            return
+        self._last_feed = now
+        if self._machine is None and session.now < MACHINE_AFTER:
+            return
+        try:
+            self._machine_for(session).feed(session.actions, session.now)
+        except (OSError, TimeTravelError):
+            log.exception("the time machine failed; it starts again on the next jump")
+            self._close_machine()
+
+    def _machine_for(self, session: UiSession) -> TimeMachine:
+        if self._machine is None:
+            self._machine = TimeMachine(session.spec)
+        return self._machine
+
+    def _close_machine(self) -> None:
+        machine, self._machine = self._machine, None
+        if machine is not None:
+            try:
+                machine.close()
+            except Exception:
+                log.exception("closing the time machine failed")
+
+    def _travel_to(self, t: Any) -> dict[str, Any]:
+        """Show the session as it was at virtual time ``t`` (None: the present)."""
+        session = self.session
+        if t is None:
+            self._travel = None
+            return {"t": session.now}
+        if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0:
+            raise ValueError("travel needs 't': a virtual time in seconds, or null for now")
+        self.playing = False
+        if t >= session.now:
+            self._travel = None
+            return {"t": session.now}
+        started = time.monotonic()
+        machine = self._machine_for(session)
+        try:
+            machine.feed(session.actions, session.now)
+            answer = machine.show(float(t))
+        except (OSError, TimeTravelError) as exc:
+            self._close_machine()
+            raise ValueError(f"time travel failed: {exc}") from None
+        self._travel = answer
+        return {"t": answer["t"], "checkpoint": answer.get("checkpoint"),
+                "took": round(time.monotonic() - started, 3)}
+
     def _poll(self) -> None:
         try:
             self.session.poll_configurations()
@@ -236,8 +312,24 @@ class SimRunner:
             log.exception("polling the configuration failed")
 
     def frame(self) -> Frame:
-        """The state frame: the snapshot, the pace, and narrated lines not sent yet."""
+        """The state frame: the snapshot, the pace, and narrated lines not sent yet (or,
+        while travelling, the picture of the past, with the lines up to then)."""
         session = self.session
+        travel = self._travel
+        shown: tuple[Any, ...] = (session.number, None if travel is None else travel["t"])
+        if shown != self._shown:
+            self._shown = shown
+            self._sent_session = -1  # the page starts its picture again
+        if travel is not None:
+            reset = self._sent_session == -1
+            self._sent_session = -2  # the past picture is on the page
+            return {"type": "state", **travel["snapshot"], "playing": False,
+                    "speed": self.speed, "reset": reset,
+                    "lines": travel["lines"] if reset else [], "skipped_lines": 0,
+                    "error": self.error, "replaying": False,
+                    "travel": {"t": travel["t"], "now": session.now,
+                               "checkpoint": travel.get("checkpoint")},
+                    "now": session.now}
         reset = self._sent_session != session.number
         if reset:
             self._sent_session = session.number
@@ -251,7 +343,7 @@ class SimRunner:
         return {"type": "state", **session.snapshot(), "playing": self.playing,
                 "speed": self.speed, "reset": reset, "lines": lines,
                 "skipped_lines": skipped, "error": self.error,
-                "replaying": self._replay is not None}
+                "replaying": self._replay is not None, "travel": None, "now": session.now}
 
     # ------------------------------------------------------------------ commands
 
@@ -270,6 +362,10 @@ class SimRunner:
 
     def _dispatch(self, op: Any, command: dict[str, Any]) -> dict[str, Any]:
         session = self.session
+        if op == "travel":
+            return self._travel_to(command.get("t"))
+        if op not in ("permalink", "speed", "pause"):
+            self._travel = None  # anything that changes the session: back to the present
         if op == "play":
             self.playing = True
             self._last_wall = time.monotonic()
@@ -304,6 +400,18 @@ class SimRunner:
             spec, actions, until = decode_permalink(text)
             self._replace(spec, playing=False, replay=ReplayPump(actions, until),
                           answer={"until": until})
+        if op == "lesson":
+            name = command.get("name")
+            if not isinstance(name, str) or name not in self.lessons:
+                raise ValueError(f"no lesson {name!r}; lessons are "
+                                 f"{', '.join(self.lessons) or 'none'}")
+            text = self.lessons[name]
+            scenario = load_scenario_text(text, name)
+            self._replace(SessionSpec(seed=scenario.seed, scenario=text, scenario_name=name,
+                                      lesson=True), playing=True,
+                          answer={"title": scenario.title})
+        if op == "back":
+            self._back()
         if op == "scenario":
             text, name = command.get("text"), command.get("name")
             if not isinstance(text, str) or not text.strip():
@@ -314,11 +422,28 @@ class SimRunner:
                           playing=True, answer={"title": scenario.title})
         raise ValueError(f"unknown command {op!r}")
 
+    def _back(self) -> None:
+        """A lesson's previous stop: the same lesson replayed from its seed and the
+        actions taken before that stop, paused there."""
+        session = self.session
+        if not session.spec.lesson:
+            raise ValueError("Back goes to a lesson's previous stop: start a lesson first")
+        target = session.stops - 1 if session.holding else session.stops
+        if target <= 0:
+            self._replace(session.spec, playing=False, answer={"stop": 0})
+        actions = [a for a, before in zip(session.actions, session.action_stops, strict=True)
+                   if before < target]
+        self._replace(session.spec, playing=False,
+                      replay=ReplayPump(actions, 0.0, until_stop=target),
+                      answer={"stop": target})
+
     def _replace(self, spec: SessionSpec, *, playing: bool,
                  replay: ReplayPump | None = None,
                  answer: dict[str, Any] | None = None) -> None:
         """Start a new session (the old one is closed once unwound) and unwind."""
         new = UiSession(spec, number=self.session.number + 1)
+        self._close_machine()
+        self._travel = None
         self._retired.append(self.session)
         self.session = new
         self._replay = replay

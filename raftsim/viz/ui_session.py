@@ -33,6 +33,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import tomllib
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -49,7 +50,7 @@ from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
 from raftsim.scenario.errors import ScenarioError
 from raftsim.scenario.load import parse_scenario
-from raftsim.scenario.model import Scenario
+from raftsim.scenario.model import Say, Scenario, Step
 from raftsim.scenario.runner import ScenarioRunner
 from raftsim.sim.cluster import Cluster
 from raftsim.sim.loop import VirtualTimeLoop
@@ -109,6 +110,9 @@ class SessionSpec:
     check_quorum: bool = True
     scenario: str | None = None
     scenario_name: str | None = None
+    #: play the scenario as a lesson: hold after each ``say`` step until the page says
+    #: Next (holding runs nothing, so a lesson is the run ``raftsim run`` makes)
+    lesson: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.servers, bool) or not isinstance(self.servers, int) \
@@ -117,9 +121,11 @@ class SessionSpec:
                              f"got {self.servers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a whole number >= 0, got {self.seed!r}")
-        for name in ("pre_vote", "check_quorum"):
+        for name in ("pre_vote", "check_quorum", "lesson"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
+        if self.lesson and self.scenario is None:
+            raise ValueError("a lesson is a scenario: it needs the scenario's text")
         if self.scenario is not None and (not isinstance(self.scenario, str)
                                           or len(self.scenario) > MAX_SCENARIO_BYTES):
             raise ValueError(f"a scenario is a TOML text of at most {MAX_SCENARIO_BYTES} "
@@ -131,6 +137,8 @@ class SessionSpec:
         if self.scenario is not None:
             data["scenario"] = self.scenario
             data["scenario_name"] = self.scenario_name
+        if self.lesson:
+            data["lesson"] = True
         return data
 
 
@@ -185,6 +193,12 @@ def validate_action(action: Any, servers: list[str] | None = None) -> Action:
         return {"op": op, "server": server("server")}
     if op == "heal":
         return {"op": "heal"}
+    if op == "drop":
+        message = action.get("message")
+        if isinstance(message, bool) or not isinstance(message, int) or message < 1:
+            raise ValueError("drop needs 'message': the id of a message on its way "
+                             "(a whole number)")
+        return {"op": "drop", "message": message}
     if op == "partition":
         groups = action.get("groups")
         if not isinstance(groups, list) or not groups:
@@ -248,7 +262,8 @@ def decode_permalink(text: str) -> tuple[SessionSpec, list[Action], float]:
                        pre_vote=data.get("pre_vote", True),
                        check_quorum=data.get("check_quorum", True),
                        scenario=data.get("scenario"),
-                       scenario_name=name if isinstance(name, str) else None)
+                       scenario_name=name if isinstance(name, str) else None,
+                       lesson=data.get("lesson", False))
     until = data.get("until", 0.0)
     if not _time_ok(until):
         raise ValueError("permalink: 'until' must be a virtual time in seconds")
@@ -417,17 +432,35 @@ class ReplayDone(BaseException):
 
 class ReplayPump:
     """Applies a logged action at its exact time, then runs to ``until`` and raises
-    :class:`ReplayDone` (``digest`` then holds the trace digest at that moment)."""
+    :class:`ReplayDone` (``digest`` then holds the trace digest at that moment).
 
-    def __init__(self, actions: list[Action], until: float) -> None:
+    ``until_stop``: a lesson's replay ends instead at its ``until_stop``-th stop (Back);
+    a lesson's holds apply nothing, as the live page cannot act while one lasts."""
+
+    def __init__(self, actions: list[Action], until: float,
+                 until_stop: int | None = None) -> None:
         self.actions = deque(actions)
         self.until = until
+        self.until_stop = until_stop
         self.digest: str | None = None
 
     def __call__(self, session: UiSession) -> Grant:
+        if self.until_stop is not None:
+            if session.holding and session.stops >= self.until_stop or \
+                    session.scenario_verdict is not None:
+                self.digest = session.digest()
+                raise ReplayDone()
+            if session.holding:
+                return RunFor(0.0)
+            if not self.actions:
+                return RunFor(STEP_HORIZON)
+        elif session.holding:
+            return RunFor(0.0)
         while self.actions and self.actions[0]["t"] <= session.now:
             action = self.actions.popleft()
             session.apply({k: v for k, v in action.items() if k != "t"})
+        if self.until_stop is not None and not self.actions:
+            return RunFor(STEP_HORIZON)  # on to the stop
         if self.actions:
             return RunUntil(float(self.actions[0]["t"]))
         if session.now < self.until:
@@ -477,14 +510,22 @@ class _UiCluster(Cluster):
 
 
 class _SessionScenarioRunner(ScenarioRunner):
-    """The scenario runner, on the session's (paced) cluster instead of a new one."""
+    """The scenario runner, on the session's (paced) cluster instead of a new one; in a
+    lesson, it holds after each ``say`` step."""
 
-    def __init__(self, scenario: Scenario, cluster: Cluster, seed: int) -> None:
+    def __init__(self, scenario: Scenario, cluster: Cluster, seed: int,
+                 session: UiSession) -> None:
         super().__init__(scenario, seed=seed)
         self._session_cluster = cluster
+        self._session = session
 
     def _build(self) -> Cluster:
         return self._session_cluster
+
+    def _run_step(self, step: Step) -> None:
+        super()._run_step(step)
+        if isinstance(step.action, Say):
+            self._session._hold()
 
 
 # ---------------------------------------------------------------------- the session
@@ -507,6 +548,15 @@ class UiSession:
         self._stepping = False
         self._step_hit = False
         self.closed = False
+        #: a lesson's stops so far (one per ``say`` step reached), whether the lesson is
+        #: holding at the last one now, its text, and the times the stops came at
+        self.stops = 0
+        self.holding = False
+        self.stop_text = ""
+        self.stop_times: list[float] = []
+        #: for each logged action, the stops the lesson had made before it (Back keeps
+        #: the actions taken before the stop it goes back to)
+        self.action_stops: list[int] = []
         if spec.scenario is not None:
             self.scenario = load_scenario_text(spec.scenario, spec.scenario_name or "scenario")
         self.loop = _UiLoop()
@@ -572,6 +622,11 @@ class UiSession:
         self.api.app(sid)
         if self._apps is not None:
             self._apps.add(sid)
+
+    def drops_of(self, message: int) -> list[str]:
+        """Why the message ``message`` was dropped, each time it was (its trace)."""
+        return [str(r.get("reason")) for r in self.recorder.records
+                if r["kind"] == "drop" and r.get("id") == message]
 
     def forget_old_records(self, keep: int) -> None:
         """Drop all but the newest ``keep`` trace records (a long session at high speed
@@ -655,7 +710,7 @@ class UiSession:
         assert self.scenario is not None
         self._pump = pump
         self.cluster.pacer = self
-        runner = _SessionScenarioRunner(self.scenario, self.cluster, self.spec.seed)
+        runner = _SessionScenarioRunner(self.scenario, self.cluster, self.spec.seed, self)
         try:
             result = runner.run()
         finally:
@@ -668,6 +723,33 @@ class UiSession:
             verdict = f"the scenario FAILED: {result.failure}"
         self.scenario_verdict = verdict
         self.recorder.record(None, 0, "say", {"text": verdict + "; the cluster runs on"})
+
+    def _hold(self) -> None:
+        """A lesson's stop, right after a ``say`` step: ask the pump until it lets the
+        lesson go on (Next), and throw its grant away. Nothing runs meanwhile (no
+        actions, no polls: the page refuses them), so the run is the scenario's own."""
+        if not self.spec.lesson or self._pump is None:
+            return
+        says = [r for r in reversed(self.recorder.records) if r["kind"] == "say"]
+        self.stop_text = str(says[0].get("text", "")) if says else ""
+        self.stops += 1
+        self.stop_times.append(self.now)
+        self.holding = True
+        try:
+            self._ask_pump()
+        finally:
+            self.holding = False
+
+    def named_servers(self, text: str) -> list[str]:
+        """The servers a lesson's text names (the page highlights them)."""
+        return [sid for sid in self.cluster.ids
+                if re.search(rf"(?<![\w.-]){re.escape(sid)}(?![\w-])", text)]
+
+    @property
+    def lesson_stops_total(self) -> int:
+        if self.scenario is None:
+            return 0
+        return sum(isinstance(step.action, Say) for step in self.scenario.steps)
 
     def _ask_pump(self) -> Grant:
         assert self._pump is not None
@@ -698,7 +780,11 @@ class UiSession:
         """The scenario's ``run``: until the coroutine is done, at the pump's pace."""
         loop = self.loop
         task = loop.create_task(coro)
-        task.add_done_callback(lambda _: loop.stop())
+
+        def done(_: object) -> None:
+            loop.stop()
+
+        task.add_done_callback(done)
         try:
             while not task.done():
                 loop.stop_requested = False
@@ -709,6 +795,9 @@ class UiSession:
                 if not task.done():
                     self._go(grant)
         except BaseException:
+            # unwinding (a new session, a replay's end): the cancelled task must not
+            # stop the loop under whatever runs next (the scenario's clean-up)
+            task.remove_done_callback(done)
             task.cancel()
             raise
         return task.result()
@@ -717,11 +806,15 @@ class UiSession:
 
     def apply(self, action: Any) -> Action:
         """Apply one action now and log it; returns the logged (normal) form."""
+        if self.holding:
+            raise ValueError("the lesson waits at its text: press Next (or Step) to go on, "
+                             "then act")
         clean = validate_action(action, self.cluster.ids)
         clean = self._resolve(clean)
         self._perform(clean)
         logged = {"t": self.now, **clean}
         self.actions.append(logged)
+        self.action_stops.append(self.stops)
         self._settle()
         return logged
 
@@ -754,6 +847,15 @@ class UiSession:
             cluster.partition(action["groups"])
         elif op == "heal":
             cluster.heal()
+        elif op == "drop":
+            message = self.board.in_flight.get(action["message"])
+            if not cluster.network.drop_in_flight(action["message"]):
+                raise ValueError(f"message {action['message']} is not on its way any more "
+                                 "(it arrived or was dropped)")
+            if message is not None:  # the story says what was lost, as for any action
+                self.recorder.record(None, 0, "say", {
+                    "text": f"you dropped the {message['type']} {message['from']} → "
+                            f"{message['to']} (term {message['term']}) on its way"})
         elif op == "settings":
             self._set_settings(action["pre_vote"], action["check_quorum"])
         elif op == "write":
@@ -864,6 +966,10 @@ class UiSession:
             "scenario": None if scenario is None else {
                 "name": self.spec.scenario_name, "title": scenario.title,
                 "description": scenario.description, "verdict": self.scenario_verdict},
+            "lesson": None if not self.spec.lesson else {
+                "stop": self.stops, "stops": self.lesson_stops_total,
+                "holding": self.holding, "text": self.stop_text,
+                "names": self.named_servers(self.stop_text)},
             "settings": {"pre_vote": settings.pre_vote, "check_quorum": settings.check_quorum},
             "timing": {"heartbeat": settings.heartbeat_interval,
                        "election_min": settings.election_timeout_min,
@@ -917,6 +1023,12 @@ class UiSession:
                         "committed": cfg_index <= node.commit_index},
             )
             commit = node.commit_index
+            if node.role is Role.LEADER:
+                # the leader's view of each follower (paper Figure 2: nextIndex, matchIndex)
+                view["progress"] = {peer: {"next": pr.next, "match": pr.match,
+                                           "state": pr.state.value}
+                                    for peer, pr in sorted(node.progress.items())
+                                    if peer != sid}
         view["log"] = [[e.index, e.term, _KIND_CODE.get(e.kind, "c"), entry_label(e),
                         e.index <= commit] for e in entries]
         return view

@@ -51,40 +51,60 @@
     layoutKey: '', pos: new Map(), nodes: new Map(), links: new Map(), rows: new Map(),
     msgs: new Map(), leaving: [], drops: new Map(), seenDrops: new Set(),
     logSig: '', cfgSig: '', respSig: '', peersKey: '',
-    speedDragging: false, replayTarget: null,
+    speedDragging: false, replayTarget: null, token: null, full: null,
+    // a page without a link opens on the lesson list, its own session paused at t=0
+    startPaused: !/^#session=/.test(location.hash), lessons: [],
+    travelBusy: false, travelNext: null, historyDragging: false,
   };
 
   // ------------------------------------------------------------------ connection
 
   function connect() {
+    // each page is a session of its own; the token brings it back after a network blip
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    const query = ui.token ? `?resume=${encodeURIComponent(ui.token)}` : ui.startPaused ? '?start=lessons' : '';
+    const ws = new WebSocket(`${scheme}://${location.host}/ws${query}`);
     ui.ws = ws;
-    ws.onopen = () => {
-      $('offline').hidden = true;
-      if (!ui.hashTried) {
-        ui.hashTried = true;
-        const m = location.hash.match(/^#session=([A-Za-z0-9_-]+)$/);
-        if (m) {
-          command({ op: 'load', permalink: m[1] }).then((r) => {
-            if (r.ok) ui.replayTarget = r.session;
-            toast(r.ok ? `Replaying the linked session up to t = ${r.until.toFixed(3)} s…`
-              : `Could not replay the link: ${r.error}`, !r.ok);
-          });
-        }
-      }
-    };
+    ui.full = null;
     ws.onmessage = (ev) => {
       const data = JSON.parse(ev.data);
       if (data.type === 'state') onState(data);
       else if (data.type === 'reply') onReply(data);
+      else if (data.type === 'hello') onHello(data);
+      else if (data.type === 'full') ui.full = data.error;
     };
     ws.onclose = () => {
-      $('offline').hidden = false;
+      const box = $('offline');
+      box.textContent = ui.full || 'connection to raftsim lost — retrying…';
+      box.classList.toggle('full', !!ui.full);
+      box.hidden = false;
       for (const resolve of ui.waiting.values()) resolve({ ok: false, error: 'connection lost' });
       ui.waiting.clear();
-      setTimeout(connect, 2000);
+      setTimeout(connect, ui.full ? 15000 : 2000);
     };
+  }
+
+  function onHello(h) {
+    $('offline').hidden = true;
+    if (ui.token && !h.resumed) toast('Your earlier session was closed while you were away: this is a new one.', true);
+    ui.token = h.session;
+    ui.startPaused = false;
+    document.body.dataset.session = h.session;
+    ui.lessons = h.lessons || [];
+    buildLessonList();
+    $('open-lessons').hidden = !ui.lessons.length;
+    if (h.show_lessons) $('lessons').hidden = false;
+    if (!ui.hashTried) {
+      ui.hashTried = true;
+      const m = location.hash.match(/^#session=([A-Za-z0-9_-]+)$/);
+      if (m) {
+        command({ op: 'load', permalink: m[1] }).then((r) => {
+          if (r.ok) ui.replayTarget = r.session;
+          toast(r.ok ? `Replaying the linked session up to t = ${r.until.toFixed(3)} s…`
+            : `Could not replay the link: ${r.error}`, !r.ok);
+        });
+      }
+    }
   }
 
   function command(cmd) {
@@ -180,6 +200,7 @@
     $('check-quorum').checked = s.settings.check_quorum;
     if (document.activeElement !== $('seed')) $('seed').value = String(s.seed);
     updateScenario(s);
+    updateHistory(s);
     if (ui.replayTarget === s.session && !s.replaying) {
       ui.replayTarget = null;
       toast(`Replayed the linked session up to t = ${s.t.toFixed(3)} s. Press Play to go on.`);
@@ -193,14 +214,83 @@
     const box = $('scenario-box');
     const sc = s.scenario;
     box.hidden = !sc;
-    if (!sc) return;
+    if (!sc) { ui.named = new Set(); return; }
     $('scenario-title').textContent = sc.title;
     $('scenario-title').title = `scenario file ${sc.name}.toml`;
     // TOML text wraps at 80-odd columns: join the lines, keep the paragraphs
     $('scenario-desc').textContent = (sc.description || '').trim().replace(/([^\n])\n(?!\n)/g, '$1 ');
+    updateLesson(s);
     const verdict = $('scenario-verdict');
-    verdict.textContent = sc.verdict || 'playing…';
+    verdict.textContent = sc.verdict || (s.lesson ? '' : 'playing…');
     verdict.className = `verdict ${sc.verdict ? (sc.verdict.includes('FAILED') ? 'bad' : 'ok') : ''}`;
+  }
+
+  // ------------------------------------------------------------------ time travel
+
+  function updateHistory(s) {
+    const travel = s.travel;
+    const now = travel ? travel.now : s.t;
+    document.body.classList.toggle('travel', !!travel);
+    document.body.dataset.travel = travel ? String(travel.t) : '';
+    const slider = $('history');
+    slider.max = String(now);
+    if (!ui.historyDragging && !ui.travelBusy) slider.value = String(travel ? travel.t : now);
+    $('history-out').textContent = travel
+      ? `t = ${travel.t.toFixed(3)} s of ${now.toFixed(3)}` : 'now';
+    $('history-now').hidden = !travel;
+  }
+
+  // one jump at a time; while one is on its way, only the latest wish waits
+  async function travelTo(t) {
+    if (ui.travelBusy) { ui.travelNext = t; return; }
+    ui.travelBusy = true;
+    let next = t;
+    while (next !== null) {
+      ui.travelNext = null;
+      const r = await command({ op: 'travel', t: next });
+      if (!r.ok) { toast(r.error, true); break; }
+      next = ui.travelNext;
+    }
+    ui.travelBusy = false;
+  }
+
+  // ------------------------------------------------------------------ lessons
+
+  function buildLessonList() {
+    const list = $('lesson-list');
+    list.textContent = '';
+    for (const lesson of ui.lessons) {
+      list.append(el('li', {}, el('button', { 'data-lesson': lesson.name, title: lesson.description },
+        el('span', { class: 'lt', text: lesson.title }),
+        el('span', { class: 'ld', text: lesson.description }),
+        el('span', { class: 'ls', text: `${lesson.stops} explanations · ${lesson.name}.toml` }))));
+    }
+  }
+
+  async function startLesson(name) {
+    $('lessons').hidden = true;
+    const r = await command({ op: 'lesson', name });
+    if (!r.ok) toast(r.error, true);
+    else if (location.hash) history.replaceState(null, '', location.pathname);
+  }
+
+  function updateLesson(s) {
+    const box = $('lesson-box');
+    const lesson = s.lesson;
+    box.hidden = !lesson;
+    $('scenario-box').classList.toggle('lesson', !!lesson);
+    ui.named = new Set(lesson && lesson.holding ? lesson.names : []);
+    if (!lesson) return;
+    const done = !!(s.scenario && s.scenario.verdict);
+    box.classList.toggle('moving', !lesson.holding);
+    box.dataset.stop = String(lesson.stop);
+    box.dataset.holding = lesson.holding ? 'yes' : 'no';
+    $('lesson-text').textContent = lesson.stop ? lesson.text
+      : 'The lesson is about to start: press Next.';
+    $('lesson-stop').textContent = done ? 'the end' : `${lesson.stop} of ${lesson.stops}`;
+    $('lesson-next').disabled = done || (s.playing && !lesson.holding);
+    $('lesson-next').textContent = lesson.holding || !s.playing ? 'Next ▸' : 'playing…';
+    $('lesson-back').disabled = lesson.stop === 0 || (lesson.stop === 1 && lesson.holding) || s.replaying;
   }
 
   // ------------------------------------------------------------------ the ring
@@ -254,12 +344,22 @@
         crown: g.querySelector('.crown'), caption: g.querySelector('.caption'),
         caption2: g.querySelector('.caption2'), title: g.querySelector('title') });
     }
-    svg.append(links, center, servers, sv('g', { id: 'msgs' }), sv('g', { id: 'drops' }));
+    const msgs = sv('g', { id: 'msgs' });
+    // click a message on its way to lose it (pause first: they move fast)
+    msgs.addEventListener('click', (ev) => {
+      const g = ev.target.closest('.msg');
+      if (g && g.dataset.id) { ev.stopPropagation(); act({ op: 'drop', message: Number(g.dataset.id) }); }
+    });
+    svg.append(links, center, servers, msgs, sv('g', { id: 'drops' }));
     buildServerRows(s);
     const peer = $('peer');
     peer.textContent = '';
     for (const id of ids) peer.append(el('option', { value: id, text: id }));
     peer.value = ids[ids.length - 1];
+    const via = $('kv-via');
+    via.textContent = '';
+    via.append(el('option', { value: '', text: 'the leader' }));
+    for (const id of ids) via.append(el('option', { value: id, text: id }));
   }
 
   function roleWords(srv, s) {
@@ -284,6 +384,7 @@
       const role = srv.status === 'crashed' ? 'none' : srv.role;
       node.g.setAttribute('class', `srv role-${role} status-${srv.status}` +
         `${ui.selected.has(srv.id) ? ' selected' : ''}` +
+        `${ui.named && ui.named.has(srv.id) ? ' named' : ''}` +
         `${members && !members.has(srv.id) ? ' removed' : ''}`);
       node.g.setAttribute('data-term', srv.term);
       node.g.setAttribute('data-role', srv.status === 'crashed' ? 'crashed' : srv.role);
@@ -377,8 +478,8 @@
     else if (kind === 'snap') label = 'S';
     else if (kind === 'timeout') label = 'T';
     const r = kind === 'append' && !reply ? (m.n ? 8.5 : 6) : 7.5;
-    const g = sv('g', { class: `msg ${reply ? 'rep' : 'req'} t-${kind}` },
-      sv('title', { text: describe(m) }),
+    const g = sv('g', { class: `msg ${reply ? 'rep' : 'req'} t-${kind}`, 'data-id': m.id },
+      sv('title', { text: `${describe(m)} (click to drop it)` }),
       sv('circle', { r }),
       sv('text', { class: yes === null ? '' : yes ? 'yes' : 'no', text: label }));
     return g;
@@ -411,6 +512,8 @@
       if (live.has(id)) continue;
       ui.msgs.delete(id);
       if (dropped.has(id)) { item.g.remove(); continue; }
+      item.g.removeAttribute('data-id');  // arrived: no longer on its way, nothing to drop
+      item.g.classList.add('leaving');
       ui.leaving.push({ ...item, from: item.p, start: now });
     }
     const est = s.timing.latency[1] || 0.01;
@@ -517,22 +620,25 @@
         el('td', { class: 'term' }),
         el('td', { class: 'vote' }),
         el('td', { class: 'commit' }),
+        el('td', { class: 'progress' }),
         el('td', { class: 'timer' }, el('span', { class: 'timerbar' }, timerBar), timerText),
         el('td', { class: 'acts' }, crash, ' ', freeze));
       body.append(tr);
       ui.rows.set(srv.id, { tr, roleSpan, crash, freeze, timerBar, timerText,
         term: tr.querySelector('.term'), vote: tr.querySelector('.vote'),
-        commit: tr.querySelector('.commit') });
+        commit: tr.querySelector('.commit'), progress: tr.querySelector('.progress') });
     }
   }
 
   function updateServers(s) {
+    const leader = s.servers.find((x) => x.id === s.leader && x.progress);
     for (const srv of s.servers) {
       const row = ui.rows.get(srv.id);
       if (!row) continue;
       const crashed = srv.status === 'crashed';
       const frozen = srv.status === 'frozen';
       row.tr.classList.toggle('selected', ui.selected.has(srv.id));
+      row.tr.classList.toggle('named', !!(ui.named && ui.named.has(srv.id)));
       const cls = crashed ? 'crashed' : frozen ? 'frozen' : srv.role;
       row.roleSpan.className = `r-${cls}`;
       row.roleSpan.textContent = crashed ? 'crashed' : frozen ? 'frozen' : srv.role;
@@ -541,6 +647,12 @@
       row.term.textContent = srv.term;
       row.vote.textContent = srv.voted_for || '–';
       row.commit.textContent = `${srv.commit}/${srv.last_index}`;
+      // the leader's nextIndex and matchIndex for this follower (paper Figure 2)
+      const pr = leader && leader.progress[srv.id];
+      row.progress.textContent = pr ? `${pr.next} / ${pr.match}` : srv === leader ? 'leads' : '';
+      row.progress.dataset.next = pr ? String(pr.next) : '';
+      row.progress.dataset.match = pr ? String(pr.match) : '';
+      row.progress.title = pr ? `the leader ${leader.id} will send ${srv.id} entries from index ${pr.next} on; it knows ${srv.id} holds its log up to index ${pr.match} (${pr.state})` : '';
       row.crash.dataset.act = crashed ? 'restart' : 'crash';
       row.crash.textContent = crashed ? 'Restart' : 'Crash';
       row.crash.className = crashed ? '' : 'danger';
@@ -689,6 +801,28 @@
       else if (location.hash) history.replaceState(null, '', location.pathname);
     });
     $('open-scenario').addEventListener('click', () => $('scenario-file').click());
+    $('open-lessons').addEventListener('click', () => { $('lessons').hidden = false; });
+    $('lesson-list').addEventListener('click', (ev) => {
+      const b = ev.target.closest('button[data-lesson]');
+      if (b) startLesson(b.dataset.lesson);
+    });
+    $('explore').addEventListener('click', () => {
+      $('lessons').hidden = true;
+      if (ui.state && !ui.state.playing && ui.state.t === 0 && !ui.state.scenario) command({ op: 'play' });
+    });
+    $('lesson-next').addEventListener('click', () => command({ op: 'play' }));
+    $('history').addEventListener('input', () => {
+      ui.historyDragging = true;
+      const t = Number($('history').value);
+      $('history-out').textContent = `t = ${t.toFixed(3)} s…`;
+      travelTo(t);
+    });
+    $('history').addEventListener('change', () => { ui.historyDragging = false; });
+    $('history-now').addEventListener('click', () => { ui.historyDragging = false; command({ op: 'travel', t: null }); });
+    $('lesson-back').addEventListener('click', async () => {
+      const r = await command({ op: 'back' });
+      if (!r.ok) toast(r.error, true);
+    });
     $('scenario-file').addEventListener('change', async () => {
       const file = $('scenario-file').files[0];
       if (!file) return;
@@ -706,7 +840,11 @@
         act({ op: target.dataset.act, server: target.dataset.id });
       }
     });
-    $('write').addEventListener('click', () => act({ op: 'write', key: $('kv-key').value || 'x', value: $('kv-value').value }));
+    $('write').addEventListener('click', () => {
+      const action = { op: 'write', key: $('kv-key').value || 'x', value: $('kv-value').value };
+      if ($('kv-via').value) action.via = $('kv-via').value;
+      act(action);
+    });
     $('remove-peer').addEventListener('click', () => act({ op: 'remove', peer: $('peer').value }));
     $('transfer').addEventListener('click', () => act({ op: 'transfer', target: $('peer').value }));
     $('partition').addEventListener('click', () => {
@@ -725,6 +863,7 @@
     document.addEventListener('keydown', (ev) => {
       const t = ev.target;
       if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLButtonElement) return;
+      if (ev.key === 'Escape' && !$('lessons').hidden) { $('explore').click(); return; }
       if (ev.key === ' ') { ev.preventDefault(); $('play').click(); }
       if (ev.key === 'ArrowRight') { ev.preventDefault(); $('step').click(); }
     });
