@@ -73,6 +73,10 @@ class Progress:
 
 @dataclass(slots=True)
 class PendingRead:
+    """A read waiting for leadership to be confirmed (§6.4). ``context`` is the first
+    heartbeat round sent after the read arrived: an answer to that round or to any later
+    one confirms it."""
+
     request_id: int
     index: int
     context: int
@@ -185,9 +189,8 @@ class RaftNode:
             if now >= self._quorum_check_deadline:
                 self._check_quorum(now)
             if self.role is Role.LEADER and now >= self._transfer_deadline:
-                self._event("transfer-aborted", target=self.transfer_target)
-                self.transfer_target = None
-                self._transfer_deadline = INF
+                self._abort_transfer("the target did not take over within an election "
+                                     "timeout")
             if self.role is Role.LEADER and now >= self._heartbeat_deadline:
                 self._broadcast_heartbeat(now, context=0)
         elif now >= self._election_deadline:
@@ -274,7 +277,7 @@ class RaftNode:
             raise ChangeNotAllowedYet("the leader has not yet committed an entry in its term")
         config = apply_change(self.configuration, change)
         entry = self._append_new(EntryKind.CONFIGURATION, config.encode())
-        self._sync_progress_with_configuration(drop_removed=False)
+        self._sync_progress_with_configuration(drop_removed=False, newcomers_active=True)
         self._broadcast_append(now)
         self._maybe_commit(now)
         ready = self._ready()
@@ -292,9 +295,16 @@ class RaftNode:
                 raise ConfigurationError("no other voter to transfer leadership to")
             target = max(candidates, key=lambda v: (self.progress[v].match, v))
         if target == self.id:
+            # etcd's TestLeaderTransferBack: asking for the current leader cancels.
+            self._abort_transfer("transfer to the leader itself")
             return self._ready()
         if not config.is_voter(target):
             raise ConfigurationError(f'id "{target}" is not a voter in the Raft configuration')
+        if target == self.transfer_target:
+            # A retried request must not push the deadline out: the leader would refuse
+            # writes for as long as a client keeps retrying.
+            return self._ready()
+        self._abort_transfer("transfer to another server requested")
         self.transfer_target = target
         self._transfer_deadline = now + self.settings.election_timeout_max
         self._event("transfer-start", target=target)
@@ -316,6 +326,38 @@ class RaftNode:
             self._reads_waiting_for_commit.append(request_id)
         else:
             self._start_read(request_id, now)
+        return self._ready()
+
+    def cancel_transfer(self, now: float) -> Ready:
+        """Give up a pending leadership transfer and take writes again at once."""
+        self._abort_transfer("cancelled")
+        return self._ready()
+
+    def campaign(self, now: float) -> Ready:
+        """Start an election now, as if the election timer fired (etcd's Campaign).
+        Ignored by a leader and by a server that may not stand for election."""
+        if self.role is not Role.LEADER and self.promotable:
+            self._event("campaign")
+            self._campaign(now, pre_vote=self.settings.pre_vote)
+        return self._ready()
+
+    def heartbeat(self, now: float) -> Ready:
+        """Send a heartbeat round now, as if the heartbeat timer fired (etcd's MsgBeat).
+        Ignored by a server that does not lead."""
+        if self.role is Role.LEADER:
+            self._broadcast_heartbeat(now, context=0)
+        return self._ready()
+
+    def report_unreachable(self, peer: str, now: float) -> Ready:
+        """The caller could not reach ``peer`` (etcd's ReportUnreachable): stop
+        pipelining to it and probe with one message at a time until it answers."""
+        pr = self.progress.get(peer) if self.role is Role.LEADER else None
+        if pr is not None and pr.state is ReplicationState.REPLICATE:
+            pr.state = ReplicationState.PROBE
+            pr.next = pr.match + 1
+            pr.inflight.clear()
+            pr.paused = False
+            self._event("peer-unreachable", peer=peer)
         return self._ready()
 
     def compact(self, index: int, data: bytes, now: float) -> Ready:
@@ -361,6 +403,13 @@ class RaftNode:
         self._transfer_deadline = INF
         self._heartbeat_deadline = INF
         self._quorum_check_deadline = INF
+
+    def _abort_transfer(self, reason: str) -> None:
+        if self.transfer_target is None:
+            return
+        self._event("transfer-aborted", target=self.transfer_target, reason=reason)
+        self.transfer_target = None
+        self._transfer_deadline = INF
 
     def _campaign(self, now: float, *, pre_vote: bool, transfer: bool = False) -> None:
         self._reset_election_timer(now)
@@ -428,12 +477,13 @@ class RaftNode:
     # ------------------------------------------------------------------ votes
 
     def _handle_request_vote(self, m: RequestVote, now: float) -> None:
-        if m.pre_vote:
-            can_vote = m.term > self.term
-        else:
-            can_vote = self.voted_for == m.source or (
-                self.voted_for is None and self.leader_id is None
-            )
+        # etcd's canVote: a pre-vote for a later term is granted on the log check
+        # alone; at the voter's own term, a pre-vote follows the vote rule (§9.6).
+        can_vote = (
+            self.voted_for == m.source
+            or (self.voted_for is None and self.leader_id is None)
+            or (m.pre_vote and m.term > self.term)
+        )
         up_to_date = (m.last_log_term, m.last_log_index) >= (self.log.last_term,
                                                              self.log.last_index)
         if self._bug("no-log-check"):
@@ -507,7 +557,7 @@ class RaftNode:
         pr.recent_active = True
         pr.last_response = now
         if m.context:
-            self._ack_reads(m.source, m.context)
+            self._ack_reads(m.source, m.context, now)
         if not m.success:
             rejected = m.match_index
             if rejected <= pr.match or (
@@ -604,17 +654,26 @@ class RaftNode:
             self._send_append(peer, now)
 
     def _broadcast_heartbeat(self, now: float, context: int) -> None:
-        if context == 0:
+        """``context`` 0: the periodic heartbeat (which also carries a new read round
+        while reads wait, so a lost round delays them one heartbeat, not until their
+        timeout); otherwise a read round of that number."""
+        periodic = context == 0
+        if periodic:
             self._heartbeat_deadline = now + self.settings.heartbeat_interval
+            if self._reads:
+                self._read_context += 1
+                context = self._read_context
         for peer, pr in self.progress.items():
-            if pr.state is ReplicationState.SNAPSHOT and context == 0:
+            if periodic and pr.state is ReplicationState.SNAPSHOT:
                 if now - pr.snapshot_sent_at >= self.settings.election_timeout_max:
                     self._send_snapshot(peer, now)
-                continue
-            if pr.state is ReplicationState.PROBE and context == 0:
+                if not context:
+                    continue
+            elif periodic and pr.state is ReplicationState.PROBE:
                 pr.paused = False
                 self._send_append(peer, now, allow_empty=True)
-                continue
+                if not context:
+                    continue
             prev = pr.match
             prev_term = self.log.term_at(prev)
             if prev_term is None:
@@ -705,12 +764,23 @@ class RaftNode:
         if voters == (self.id,):
             self._read_states.append(ReadState(request_id, self.commit_index))
             return
+        if self._round_in_flight():
+            # Batch (hashicorp/raft's VerifyLeader): wait for the next round with every
+            # other read that arrives meanwhile; it is sent when this one is answered.
+            self._reads.append(PendingRead(request_id, self.commit_index,
+                                           self._read_context + 1, {self.id}))
+            return
         self._read_context += 1
         self._reads.append(PendingRead(request_id, self.commit_index, self._read_context,
                                        {self.id}))
         self._broadcast_heartbeat(now, context=self._read_context)
 
-    def _ack_reads(self, peer: str, context: int) -> None:
+    def _round_in_flight(self) -> bool:
+        return any(read.context == self._read_context for read in self._reads)
+
+    def _ack_reads(self, peer: str, context: int, now: float) -> None:
+        """An answer to round ``context`` confirms every read that arrived before that
+        round was sent (dissertation §6.4), whichever round the read started."""
         for read in self._reads:
             if read.context <= context:
                 read.acks.add(peer)
@@ -722,6 +792,9 @@ class RaftNode:
         for read in self._reads[:confirmed]:
             self._read_states.append(ReadState(read.request_id, read.index))
         del self._reads[:confirmed]
+        if self._reads and not self._round_in_flight():
+            self._read_context += 1  # the batch that waited for the last round
+            self._broadcast_heartbeat(now, context=self._read_context)
 
     # ------------------------------------------------------------------ log helpers
 
@@ -752,16 +825,21 @@ class RaftNode:
             if entry.kind is EntryKind.CONFIGURATION:
                 self._configs.append((entry.index, Configuration.decode(entry.data)))
 
-    def _sync_progress_with_configuration(self, *, drop_removed: bool) -> None:
+    def _sync_progress_with_configuration(self, *, drop_removed: bool,
+                                          newcomers_active: bool = False) -> None:
         """Track every member of the latest configuration. A removed server is kept
         until its removal commits, so it receives the entry that removes it (as
-        hashicorp/raft does) and learns it is no longer a member."""
+        hashicorp/raft does) and learns it is no longer a member. A server a change
+        just added counts as recently active (``newcomers_active``): it has had no
+        chance to answer, and CheckQuorum must not depose the leader for that (etcd's
+        TestAddNodeCheckQuorum)."""
         if self.role is not Role.LEADER:
             return
         ids = self.configuration.ids
         for peer in ids:
             if peer != self.id and peer not in self.progress:
-                self.progress[peer] = Progress(next=self.log.last_index + 1)
+                self.progress[peer] = Progress(next=self.log.last_index + 1,
+                                               recent_active=newcomers_active)
         if drop_removed:
             for peer in [p for p in self.progress if p not in ids]:
                 del self.progress[peer]
