@@ -502,3 +502,15 @@ def test_transfer_to_another_target_replaces_the_pending_one() -> None:
     assert [f["target"] for f in events(net, "a", "transfer-aborted")] == ["b"]
     net.deliver_all()
     assert net.leaders() == ["c"]
+
+
+def test_a_heartbeat_during_a_read_round_starts_no_extra_round() -> None:
+    net = CoreNet(FIVE, seed=52)
+    net.campaign("s1")
+    net.tick(0.06)
+    read(net, "s1", 1)
+    net.handle("s1", net.nodes["s1"].heartbeat(net.now))  # the periodic one falls due
+    net.sent.clear()
+    net.deliver_all()
+    assert [s.request_id for s in net.read_states["s1"]] == [1]
+    assert not any(isinstance(m, AppendEntries) and m.context for m in net.sent)

@@ -776,7 +776,8 @@ class RaftNode:
         self._broadcast_heartbeat(now, context=self._read_context)
 
     def _round_in_flight(self) -> bool:
-        return any(read.context == self._read_context for read in self._reads)
+        """Some read waits on a round already sent (the others wait for the next)."""
+        return any(read.context <= self._read_context for read in self._reads)
 
     def _ack_reads(self, peer: str, context: int, now: float) -> None:
         """An answer to round ``context`` confirms every read that arrived before that
