@@ -12,6 +12,7 @@ from raftsim.api import SimApi
 from raftsim.api.exchange import ApiResponse
 from raftsim.core.messages import EntryKind
 from raftsim.core.settings import NodeSettings
+from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
 
 CONFIG = "/v1/operator/raft/configuration"
@@ -621,3 +622,33 @@ def test_an_unknown_path_under_the_raft_prefix_is_404_invalid_method(
                  "/v1/operator/raft/snapshot/x"):
         r = world.req(world.leader, method, path)
         assert (r.status, r.text) == (404, "Invalid method"), path
+
+
+def test_removing_the_leader_answers_200_when_writes_commit_with_it() -> None:
+    """With group commit, the leader applies committed entries in slices. Its removal
+    can commit in one step with writes still waiting to be applied; it steps down at
+    once, but the removal did commit: the answer is 200, not "leadership lost"."""
+    cluster = Cluster(3, seed=4, group_commit=True)
+    api = SimApi(cluster)
+    try:
+        leader = cluster.wait_for_leader()
+        server = cluster.servers[leader]
+        cluster.run_for(0.2)
+        cluster.isolate(leader)
+        big = b"v" * 60_000  # each write its own entry; an apply slice holds about one
+        writes = [cluster.loop.create_task(server.propose(encode_put(f"k{n}", big)))
+                  for n in range(4)]
+        cluster.run_for(0.001)
+        removal = cluster.loop.create_task(
+            api.request(leader, "DELETE", f"{PEER}?id={leader}"))
+        cluster.run_for(0.07)
+        cluster.heal()
+        assert cluster.run_until(lambda: removal.done() and all(w.done() for w in writes), 5.0)
+        response = removal.result()
+        assert (response.status, response.text) == (200, "")
+        assert [w.result() for w in writes] == [True] * 4
+        node = server.node
+        assert node is not None and leader not in node.committed_configuration[1].ids
+    finally:
+        api.close()
+        cluster.close()

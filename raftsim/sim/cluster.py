@@ -65,6 +65,7 @@ class Cluster:
         loop: asyncio.AbstractEventLoop | None = None,
         disk: str = "memory",
         sync_every: int = 1,
+        group_commit: bool = False,
     ) -> None:
         """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
         ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
@@ -74,13 +75,17 @@ class Cluster:
 
         ``disk``: ``"memory"`` (a crash loses nothing) or ``"crashdisk"``: a disk with a
         write cache (``CrashDiskStorage``) that syncs every ``sync_every``-th write, and
-        a crash loses (or tears) what was written but not yet synced."""
+        a crash loses (or tears) what was written but not yet synced.
+
+        ``group_commit``: the servers batch as a live server does (one storage write per
+        event-loop turn, committed entries applied in slices)."""
         if disk not in ("memory", "crashdisk"):
             raise ValueError(f"disk must be 'memory' or 'crashdisk', got {disk!r}")
         if sync_every < 1:
             raise ValueError(f"sync_every must be at least 1, got {sync_every}")
         self.disk = disk
         self.sync_every = sync_every
+        self.group_commit = group_commit
         ids = self._validate(servers, nonvoters, latency, loss, duplication, reorder,
                              snapshot_threshold)
         self.seed = seed
@@ -164,6 +169,7 @@ class Cluster:
             loop=self.loop,
             observer=recorder.record if recorder is not None else None,
             snapshot_threshold=self.snapshot_threshold,
+            group_commit=self.group_commit,
         )
         self.servers[sid] = server
         self.network.attach(sid, server.receive)
