@@ -5,6 +5,7 @@ a string."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -152,7 +153,14 @@ async def get_members(request: web.Request) -> web.StreamResponse:
     node = state.node()
     if stale(request) or node.leader_id is None:
         return await answer_locally(request, act)
-    return await answer_by_leader(request, act, read=True)
+    response = await answer_by_leader(request, act, read=True)
+    if (isinstance(response, web.Response) and response.status == 200
+            and isinstance(response.body, bytes)):
+        # the leader's list, but the answering agent is this one (ServerName)
+        members = json.loads(response.body)
+        members["ServerName"] = state.directory.node_name(state.server.id)
+        response.body = json.dumps(members).encode()
+    return response
 
 
 @routes.route("*", "/v1/agent/members")
