@@ -514,3 +514,17 @@ def test_a_heartbeat_during_a_read_round_starts_no_extra_round() -> None:
     net.deliver_all()
     assert [s.request_id for s in net.read_states["s1"]] == [1]
     assert not any(isinstance(m, AppendEntries) and m.context for m in net.sent)
+
+
+def test_reads_that_waited_for_the_first_commit_share_one_round() -> None:
+    net = CoreNet(seed=53, settings=NodeSettings(check_quorum=False))
+    net.dropped = lambda m: isinstance(m, AppendEntries)
+    net.campaign("a")
+    read(net, "a", 1)
+    read(net, "a", 2)
+    net.heal()
+    net.sent.clear()
+    net.tick(0.06)
+    assert sorted(s.request_id for s in net.read_states["a"]) == [1, 2]
+    rounds = {m.context for m in net.sent if isinstance(m, AppendEntries) and m.context}
+    assert len(rounds) == 1

@@ -325,7 +325,7 @@ class RaftNode:
             # committed an entry of its own term (its no-op).
             self._reads_waiting_for_commit.append(request_id)
         else:
-            self._start_read(request_id, now)
+            self._start_reads([request_id], now)
         return self._ready()
 
     def cancel_transfer(self, now: float) -> Ready:
@@ -703,8 +703,7 @@ class RaftNode:
             return
         if self._reads_waiting_for_commit and self.committed_in_term:
             waiting, self._reads_waiting_for_commit = self._reads_waiting_for_commit, []
-            for request_id in waiting:
-                self._start_read(request_id, now)
+            self._start_reads(waiting, now)  # they arrived together: one round
         if cfg_index != previous_config_index:
             # Tell everyone, removed servers included, that the change is committed;
             # then stop replicating to servers that are no longer members.
@@ -759,21 +758,22 @@ class RaftNode:
 
     # ------------------------------------------------------------------ reads
 
-    def _start_read(self, request_id: int, now: float) -> None:
+    def _start_reads(self, request_ids: list[int], now: float) -> None:
         voters = self.configuration.voters
         if voters == (self.id,):
-            self._read_states.append(ReadState(request_id, self.commit_index))
+            for request_id in request_ids:
+                self._read_states.append(ReadState(request_id, self.commit_index))
             return
-        if self._round_in_flight():
-            # Batch (hashicorp/raft's VerifyLeader): wait for the next round with every
-            # other read that arrives meanwhile; it is sent when this one is answered.
-            self._reads.append(PendingRead(request_id, self.commit_index,
-                                           self._read_context + 1, {self.id}))
-            return
-        self._read_context += 1
-        self._reads.append(PendingRead(request_id, self.commit_index, self._read_context,
-                                       {self.id}))
-        self._broadcast_heartbeat(now, context=self._read_context)
+        # Batch (hashicorp/raft's VerifyLeader): while a round is in flight, reads wait
+        # for the next one together; it is sent when the one in flight is answered.
+        in_flight = self._round_in_flight()
+        context = self._read_context + 1
+        for request_id in request_ids:
+            self._reads.append(PendingRead(request_id, self.commit_index, context,
+                                           {self.id}))
+        if not in_flight:
+            self._read_context = context
+            self._broadcast_heartbeat(now, context=context)
 
     def _round_in_flight(self) -> bool:
         """Some read waits on a round already sent (the others wait for the next)."""
