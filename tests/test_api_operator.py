@@ -652,3 +652,22 @@ def test_removing_the_leader_answers_200_when_writes_commit_with_it() -> None:
     finally:
         api.close()
         cluster.close()
+
+
+def test_a_transfer_to_the_leader_itself_cancels_a_pending_one(world: World) -> None:
+    """etcd's TestLeaderTransferBack, through the API: the pending request answers at
+    once that its transfer did not complete, and writes are taken again."""
+    down = world.followers()[0]
+    world.cluster.crash(down)
+    pending = world.cluster.loop.create_task(
+        world.api.request(world.leader, "PUT", f"{TRANSFER_PATH}?id={down}"))
+    world.cluster.run_for(0.01)
+    assert not pending.done()
+    started = world.cluster.now
+    back = world.req(world.leader, "PUT", f"{TRANSFER_PATH}?id={world.leader}")
+    assert (back.status, back.json()["Noop"]) == (200, True)
+    assert world.cluster.run_until(pending.done, 0.05, step=0.001)
+    assert world.cluster.now - started < 0.05
+    assert (pending.result().status, pending.result().text) == (
+        500, f"leadership transfer to {down} did not complete")
+    assert world.req(world.leader, "PUT", "/v1/kv/after", body=b"x").status == 200
