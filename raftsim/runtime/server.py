@@ -414,6 +414,14 @@ class Server:
         """Start an election now (a tool's or a test's "campaign now")."""
         self._process(self._require_node().campaign(self.loop.time()))
 
+    def heartbeat(self) -> None:
+        """Send a heartbeat round now (leader only; a tool's or a test's "beat now")."""
+        self._process(self._require_node().heartbeat(self.loop.time()))
+
+    def report_unreachable(self, peer: str) -> None:
+        """The transport could not reach ``peer``: stop streaming entries to it."""
+        self._process(self._require_node().report_unreachable(peer, self.loop.time()))
+
     def cancel_transfer(self) -> None:
         """Give up a pending leadership transfer; writes are taken again at once."""
         self._process(self._require_node().cancel_transfer(self.loop.time()))
