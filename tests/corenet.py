@@ -176,9 +176,7 @@ class CoreNet:
             self.deliver_all()
 
     def campaign(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        node._election_deadline = self.now  # force this node's timer to fire now
-        self.handle(node_id, node.on_timeout(self.now))
+        self.handle(node_id, self.nodes[node_id].campaign(self.now))
         self.deliver_all()
 
     def leaders(self) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raftsim.api import SimApi
-from raftsim.api.operator import go_duration
+from raftsim.api.durations import go_duration
 from raftsim.sim.cluster import Cluster
 
 

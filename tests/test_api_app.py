@@ -51,7 +51,8 @@ def test_every_operation_says_whether_it_is_nomads_or_raftsims() -> None:
                 if operation["tags"] == ["raftsim"]:
                     own.add((method.upper(), path))
     assert own == {("PUT", "/v1/operator/raft/peer"), ("POST", "/v1/operator/raft/promote"),
-                   ("PUT", "/v1/operator/raft/promote"), ("GET", "/v1/kv/{key}"),
+                   ("PUT", "/v1/operator/raft/promote"), ("POST", "/v1/operator/raft/demote"),
+                   ("PUT", "/v1/operator/raft/demote"), ("GET", "/v1/kv/{key}"),
                    ("PUT", "/v1/kv/{key}"), ("DELETE", "/v1/kv/{key}")}
 
 

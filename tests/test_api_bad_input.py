@@ -63,7 +63,8 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str | None]] = [
     ("POST", "/v1/status/peers", b"", {}, 405, "Invalid method"),
     ("DELETE", "/v1/agent/self", b"", AUTH, 405, "Invalid method"),
     ("POST", "/v1/kv/k", b"v", AUTH, 405, "Invalid method"),
-    ("GET", "/v1/operator/raft/nope", b"", AUTH, 404, "404 page not found"),
+    ("GET", "/v1/operator/raft/nope", b"", AUTH, 404, "Invalid method"),  # Nomad prefix
+    ("GET", "/v1/operator/nope", b"", AUTH, 404, "404 page not found"),
     # huge KV bodies
     ("PUT", "/v1/kv/k", b"z" * (MAX_VALUE_BYTES + 1), AUTH, 413,
      f"Value exceeds {MAX_VALUE_BYTES} byte limit"),

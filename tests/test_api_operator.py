@@ -12,6 +12,7 @@ from raftsim.api import SimApi
 from raftsim.api.exchange import ApiResponse
 from raftsim.core.messages import EntryKind
 from raftsim.core.settings import NodeSettings
+from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
 
 CONFIG = "/v1/operator/raft/configuration"
@@ -351,13 +352,38 @@ def test_add_a_nonvoter_then_promote_it(world: World) -> None:
         5.0)
 
 
-def test_add_as_voter_by_default(world: World) -> None:
+def test_add_as_nonvoter_by_default_and_as_voter_on_request(world: World) -> None:
+    """A server joins as a non-voter (hashicorp/raft's staging, etcd's learners):
+    autopilot promotes it once it has caught up. ``?voter=true`` asks for a voter."""
     world.cluster.add_server("s6")
+    world.cluster.add_server("s7")
     r = world.req(world.leader, "PUT", f"{PEER}?id=s6&address={world.cluster.addresses['s6']}")
     assert r.status == 200
     node = world.cluster.servers[world.leader].node
     assert node is not None
-    assert node.committed_configuration[1].is_voter("s6")
+    assert "s6" in node.committed_configuration[1].ids
+    assert not node.committed_configuration[1].is_voter("s6")
+    r = world.req(world.leader, "PUT",
+                  f"{PEER}?id=s7&address={world.cluster.addresses['s7']}&voter=true")
+    assert r.status == 200
+    assert node.committed_configuration[1].is_voter("s7")
+
+
+def test_adding_an_unreachable_server_never_costs_availability() -> None:
+    """A server that is not running yet (or never will) joins as a non-voter, so the
+    quorum stays that of the running voters, and autopilot never promotes it."""
+    w = World(servers=3, seed=5)
+    try:
+        r = w.req(w.leader, "PUT", f"{PEER}?id=ghost&address=127.0.0.99:4647")
+        assert r.status == 200, r.text
+        w.cluster.crash(w.followers()[0])
+        r = w.req(w.leader, "PUT", "/v1/kv/still-writable", body=b"yes")
+        assert (r.status, r.text) == (200, "true")
+        w.cluster.run_for(15.0)  # longer than the stabilization time
+        servers = {s["ID"]: s for s in w.req(w.leader, "GET", CONFIG).json()["Servers"]}
+        assert servers["ghost"]["Voter"] is False
+    finally:
+        w.close()
 
 
 @pytest.mark.parametrize(("query", "message"), [
@@ -490,3 +516,158 @@ def test_autopilot_health_validates_stale_and_other_methods(world: World) -> Non
     assert world.req(world.leader, "GET", HEALTH + "?stale=nope").status == 400
     r = world.req(world.leader, "PUT", HEALTH)
     assert (r.status, r.text) == (404, "Invalid method")
+
+
+# ---------------------------------------------------------------- conformance (issue 12)
+
+TRANSFER_PATH = "/v1/operator/raft/transfer-leadership"
+
+
+def test_a_failed_transfer_is_answered_when_the_leader_gives_up(world: World) -> None:
+    """Dissertation §3.10: the leader aborts a transfer that did not complete within an
+    election timeout; the client hears so then, not at its own timeout."""
+    down = world.followers()[0]
+    world.cluster.crash(down)
+    started = world.cluster.now
+    r = world.req(world.leader, "PUT", f"{TRANSFER_PATH}?id={down}")
+    assert r.status == 500
+    assert r.text == f"leadership transfer to {down} did not complete"
+    settings = world.cluster.settings
+    assert world.cluster.now - started <= settings.election_timeout_max + 0.05
+    assert world.req(world.leader, "PUT", "/v1/kv/after", body=b"x").status == 200
+
+
+def test_configuration_reads_wait_for_the_new_leader_to_commit_in_its_term() -> None:
+    """After a removal answered 200, a new leader that has not yet committed an entry
+    of its own term may not know the removal is committed: a non-stale read waits for
+    that commit (a leader barrier), so it never shows the removed server again nor an
+    older Index."""
+    for seed in range(3, 9):
+        w = World(seed=seed)
+        try:
+            victim = w.followers()[0]
+            assert w.req(w.leader, "DELETE", f"{PEER}?id={victim}").status == 200
+            node = w.cluster.servers[w.leader].node
+            assert node is not None
+            removal = node.committed_configuration[0]
+            w.cluster.crash(w.leader)
+            cluster = w.cluster
+            members = [s for s in cluster.ids if s not in (victim, w.leader)]
+            # (the removed server may lead for a moment first: it still holds an
+            # uncommitted configuration, §4.2.2; wait for a member to lead)
+            assert cluster.run_until(lambda: cluster.leader() in members,  # noqa: B023
+                                     5.0, step=0.0005)
+            new_leader = cluster.leader()
+            assert new_leader is not None
+            for path in (CONFIG, "/v1/status/peers"):
+                sid = new_leader
+                r = w.req(sid, "GET", path)
+                assert r.status == 200, r.text
+                if path == CONFIG:
+                    assert r.json()["Index"] >= removal, seed
+                    assert victim not in ids_of(r), seed
+                else:
+                    assert w.cluster.addresses[victim] not in r.json(), seed
+                assert int(r.header("X-Nomad-Index", "0") or 0) >= removal
+        finally:
+            w.close()
+
+
+def test_status_peers_lists_every_server_nonvoters_too(world: World) -> None:
+    """Nomad's /v1/status/peers lists every server of the Raft configuration."""
+    world.cluster.add_server("s6")
+    address = world.cluster.addresses["s6"]
+    r = world.req(world.leader, "PUT", f"{PEER}?id=s6&address={address}&voter=false")
+    assert r.status == 200
+    peers = world.req(world.followers()[0], "GET", "/v1/status/peers").json()
+    assert peers == [world.cluster.addresses[s] for s in world.cluster.ids]
+
+
+def test_demote_a_voter_then_autopilot_promotes_it_back(world: World) -> None:
+    victim = world.followers()[0]
+    r = world.req(world.leader, "POST", f"/v1/operator/raft/demote?id={victim}")
+    assert (r.status, r.body) == (200, b"")
+    servers = {s["ID"]: s for s in world.req(world.leader, "GET", CONFIG).json()["Servers"]}
+    assert servers[victim]["Voter"] is False
+    r = world.req(world.leader, "POST", "/v1/operator/raft/demote?id=nobody")
+    assert (r.status, r.text) == (500, 'id "nobody" was not found in the Raft configuration')
+    r = world.req(world.leader, "POST", "/v1/operator/raft/demote")
+    assert r.status == 400
+    # a healthy non-voter is a voter again once it was stable for the stabilization time
+    assert world.cluster.run_until(
+        lambda: victim in world.committed_ids(world.leader) and world.cluster.servers[
+            world.leader].node is not None and world.cluster.servers[
+            world.leader].node.committed_configuration[1].is_voter(victim), 15.0)
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/operator/raft/configuration/", "/v1/operator/raft/configuration/?stale"])
+def test_a_trailing_slash_works_under_the_raft_prefix(world: World, path: str) -> None:
+    r = world.req(world.leader, "GET", path)
+    assert r.status == 200, r.text
+    assert ids_of(r) == world.cluster.ids
+
+
+def test_remove_with_a_trailing_slash(world: World) -> None:
+    victim = world.followers()[0]
+    r = world.req(world.leader, "DELETE", f"/v1/operator/raft/peer/?id={victim}")
+    assert (r.status, r.body) == (200, b"")
+    assert victim not in world.committed_ids(world.leader)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_an_unknown_path_under_the_raft_prefix_is_404_invalid_method(
+        world: World, method: str) -> None:
+    for path in ("/v1/operator/raft/", "/v1/operator/raft/nothing-here",
+                 "/v1/operator/raft/snapshot/x"):
+        r = world.req(world.leader, method, path)
+        assert (r.status, r.text) == (404, "Invalid method"), path
+
+
+def test_removing_the_leader_answers_200_when_writes_commit_with_it() -> None:
+    """With group commit, the leader applies committed entries in slices. Its removal
+    can commit in one step with writes still waiting to be applied; it steps down at
+    once, but the removal did commit: the answer is 200, not "leadership lost"."""
+    cluster = Cluster(3, seed=4, group_commit=True)
+    api = SimApi(cluster)
+    try:
+        leader = cluster.wait_for_leader()
+        server = cluster.servers[leader]
+        cluster.run_for(0.2)
+        cluster.isolate(leader)
+        big = b"v" * 60_000  # each write its own entry; an apply slice holds about one
+        writes = [cluster.loop.create_task(server.propose(encode_put(f"k{n}", big)))
+                  for n in range(4)]
+        cluster.run_for(0.001)
+        removal = cluster.loop.create_task(
+            api.request(leader, "DELETE", f"{PEER}?id={leader}"))
+        cluster.run_for(0.07)
+        cluster.heal()
+        assert cluster.run_until(lambda: removal.done() and all(w.done() for w in writes), 5.0)
+        response = removal.result()
+        assert (response.status, response.text) == (200, "")
+        assert [w.result() for w in writes] == [True] * 4
+        node = server.node
+        assert node is not None and leader not in node.committed_configuration[1].ids
+    finally:
+        api.close()
+        cluster.close()
+
+
+def test_a_transfer_to_the_leader_itself_cancels_a_pending_one(world: World) -> None:
+    """etcd's TestLeaderTransferBack, through the API: the pending request answers at
+    once that its transfer did not complete, and writes are taken again."""
+    down = world.followers()[0]
+    world.cluster.crash(down)
+    pending = world.cluster.loop.create_task(
+        world.api.request(world.leader, "PUT", f"{TRANSFER_PATH}?id={down}"))
+    world.cluster.run_for(0.01)
+    assert not pending.done()
+    started = world.cluster.now
+    back = world.req(world.leader, "PUT", f"{TRANSFER_PATH}?id={world.leader}")
+    assert (back.status, back.json()["Noop"]) == (200, True)
+    assert world.cluster.run_until(pending.done, 0.05, step=0.001)
+    assert world.cluster.now - started < 0.05
+    assert (pending.result().status, pending.result().text) == (
+        500, f"leadership transfer to {down} did not complete")
+    assert world.req(world.leader, "PUT", "/v1/kv/after", body=b"x").status == 200

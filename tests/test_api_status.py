@@ -44,7 +44,7 @@ def test_leader_is_empty_on_a_stale_read_without_a_known_leader(
     assert r.header("X-Nomad-KnownLeader") == "false"
 
 
-def test_peers_lists_the_voters(world: tuple[Cluster, SimApi, str]) -> None:
+def test_peers_lists_every_server_nonvoters_too(world: tuple[Cluster, SimApi, str]) -> None:
     cluster, api, leader = world
     cluster.add_server("s4")
     r = cluster.run(api.request(
@@ -53,7 +53,7 @@ def test_peers_lists_the_voters(world: tuple[Cluster, SimApi, str]) -> None:
     assert r.status == 200
     r = cluster.run(api.request("s2", "GET", "/v1/status/peers"))
     assert r.status == 200
-    assert r.json() == [cluster.addresses[s] for s in ("s1", "s2", "s3")]
+    assert r.json() == [cluster.addresses[s] for s in ("s1", "s2", "s3", "s4")]
 
 
 @pytest.mark.parametrize("path", ["/v1/status/leader", "/v1/status/peers"])

@@ -97,8 +97,7 @@ def test_forget_vote(bugged: bool) -> None:
     term"."""
     net = CoreNet(seed=62, settings=settings("forget-vote", bugged, pre_vote=False))
     for i in ("a", "c"):  # two candidates in term 2
-        net.nodes[i]._election_deadline = net.now
-        net.handle(i, net.nodes[i].on_timeout(net.now))
+        net.handle(i, net.nodes[i].campaign(net.now))
     from_c = [m for m in net.queue if m.source == "c" and m.target == "b"]
     net.deliver_where(lambda m: m.source == "a" and m.target == "b")  # b votes for a
     net.deliver_where(lambda m: m.source == "b" and m.target == "a")

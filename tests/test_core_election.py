@@ -62,8 +62,7 @@ def test_randomized_timeouts_differ_between_servers_and_between_elections() -> N
     node = net.nodes["s1"]
     seen = set()
     for _ in range(20):
-        node._election_deadline = net.now
-        net.handle("s1", node.on_timeout(net.now))
+        net.handle("s1", node.campaign(net.now))
         seen.add(round(node.deadline() - net.now, 9))
         net.queue.clear()
     assert len(seen) == 20
@@ -86,8 +85,7 @@ def test_election_safety_at_most_one_leader_per_term_under_split_votes(batch: in
             firing = rng.sample(FIVE, rng.randint(2, 5))
             for i in firing:
                 if net.nodes[i].role is not Role.LEADER:
-                    net.nodes[i]._election_deadline = net.now
-                    net.handle(i, net.nodes[i].on_timeout(net.now))
+                    net.handle(i, net.nodes[i].campaign(net.now))
             rng.shuffle(net.queue)  # votes arrive in any order
             net.deliver_all()
             assert_election_safety(net)
@@ -110,8 +108,7 @@ def test_current_term_and_voted_for_are_persisted_before_a_vote_is_answered() ->
     not vote for a second candidate in the same term."""
     net = CoreNet(seed=1, settings=NO_PREVOTE)
     for i in ("a", "c"):  # two simultaneous candidates in term 2
-        net.nodes[i]._election_deadline = net.now
-        net.handle(i, net.nodes[i].on_timeout(net.now))
+        net.handle(i, net.nodes[i].campaign(net.now))
     assert net.nodes["a"].term == net.nodes["c"].term == 2
     late = [m for m in net.queue if m.source == "c" and m.target == "b"]
     (request,) = [m for m in net.queue if m.source == "a" and m.target == "b"]
@@ -271,3 +268,30 @@ def test_without_check_quorum_or_prevote_a_vote_request_is_heard_despite_the_lea
     net.deliver_where(lambda m: m.target == "b" and isinstance(m, RequestVote))
     assert net.nodes["b"].term == term + 1
     assert net.nodes["b"].voted_for == "c"
+
+
+@pytest.mark.parametrize(
+    ("voted_for", "leader", "log_terms", "granted"),
+    [
+        (None, None, [1, 2], True),   # up to date, no vote, no leader: granted
+        (None, None, [1, 2, 2], False),  # the voter's log is longer
+        ("b", None, [1, 2], True),  # it voted for this candidate already
+        ("c", None, [1, 2], False),  # it voted for another server in this term
+        (None, "c", [1, 2], False),  # it knows a leader of this term
+    ],
+)
+def test_prevote_at_equal_term_follows_the_vote_rule(
+    voted_for: str | None, leader: str | None, log_terms: list[int], granted: bool
+) -> None:
+    """etcd TestRecvMsgPreVote (dissertation §9.6): a pre-vote for the voter's own term
+    is granted under the same rule as a vote, "if the candidate's log is up to date" and
+    the voter could still vote in that term."""
+    net = CoreNet(seed=8)
+    net.set_log("a", log_terms, term=2, voted_for=voted_for)
+    voter = net.nodes["a"]
+    voter.leader_id = leader
+    ready = voter.step(RequestVote(2, "b", "a", 2, 2, pre_vote=True), net.now)
+    (answer,) = ready.messages
+    assert isinstance(answer, RequestVoteResponse) and answer.pre_vote
+    assert answer.granted is granted
+    assert voter.term == 2 and voter.voted_for == voted_for  # a pre-vote changes nothing

@@ -248,3 +248,22 @@ def test_nonvoter_catches_up_then_is_promoted_and_counts_toward_quorum() -> None
     net.crash("b")
     assert commits(net, "a", b"d-counts")
     assert b"d-counts" in [e.data for e in net.applied["d"]]
+
+
+def test_check_quorum_does_not_count_a_just_added_voter_as_silent() -> None:
+    """etcd TestAddNodeCheckQuorum: a voter added just before a quorum check has had no
+    chance to answer yet; the leader counts it as active for that one check, and steps
+    down only if it stays silent for a whole election timeout after."""
+    net = CoreNet(("a",), seed=29)
+    net.campaign("a")
+    leader = net.nodes["a"]
+    check_at = net.now + net.settings.election_timeout_min  # the first quorum check
+    net.add_node("b")
+    net.crash("b")
+    net.tick(check_at - net.now - 0.01)
+    change(net, "a", ChangeKind.ADD_VOTER, "b", "10.0.0.9:4647")
+    net.tick(0.02)  # the quorum check falls due
+    assert leader.role is Role.LEADER
+    net.tick(net.settings.election_timeout_min)
+    assert leader.role is Role.FOLLOWER
+    assert events(net, "a", "step-down")

@@ -395,3 +395,136 @@ def test_change_is_refused_while_one_is_uncommitted_even_after_compaction() -> N
     net.handle("a", a.change_configuration(ConfigChange(ChangeKind.REMOVE, "c"), net.now))
     with pytest.raises(ChangeNotAllowedYet):
         a.change_configuration(ConfigChange(ChangeKind.REMOVE, "b"), net.now)
+
+
+# ---------------------------------------------------------------------- conformance (issue 12)
+
+
+def test_a_read_whose_round_was_lost_is_confirmed_by_the_next_heartbeat_round() -> None:
+    """Dissertation §6.4 (etcd TestReadOnlyDuplicateRequest): the leader only needs *a*
+    quorum of acknowledgments to a heartbeat sent after the read arrived. If that first
+    round's answers are lost, any later round confirms the read, instead of the read
+    waiting for its client's timeout."""
+    net = CoreNet(seed=48)
+    net.campaign("a")
+    net.tick(0.06)
+    commit = net.nodes["a"].commit_index
+    read(net, "a", 1)
+    net.queue = [m for m in net.queue if not (isinstance(m, AppendEntries) and m.context)]
+    net.deliver_all()
+    assert net.read_states["a"] == []
+    net.handle("a", net.nodes["a"].heartbeat(net.now))  # the next round, whatever its kind
+    net.deliver_all()
+    assert net.read_states["a"] == [ReadState(1, commit)]
+
+
+def test_a_read_is_confirmed_by_the_periodic_heartbeat_after_its_round_was_lost() -> None:
+    net = CoreNet(seed=49)
+    net.campaign("a")
+    net.tick(0.06)
+    read(net, "a", 1)
+    net.queue = [m for m in net.queue if not (isinstance(m, AppendEntries) and m.context)]
+    net.tick(net.settings.heartbeat_interval + 0.01)
+    assert [s.request_id for s in net.read_states["a"]] == [1]
+
+
+def test_concurrent_reads_share_one_confirmation_round() -> None:
+    """hashicorp/raft's VerifyLeader: reads that arrive while a round is in flight wait
+    for the next round together, so N concurrent reads cost two rounds, not N."""
+    net = CoreNet(FIVE, seed=50)
+    net.campaign("s1")
+    net.tick(0.06)
+    net.sent.clear()
+    for request_id in range(1, 11):
+        read(net, "s1", request_id)
+    net.deliver_all()
+    assert sorted(s.request_id for s in net.read_states["s1"]) == list(range(1, 11))
+    rounds = {m.context for m in net.sent if isinstance(m, AppendEntries) and m.context}
+    assert len(rounds) == 2
+    # a read that arrived after the first round was sent is not confirmed by that round
+    first_round = min(rounds)
+    assert [s.request_id for s in net.read_states["s1"]][0] == 1
+    assert first_round < max(rounds)
+
+
+def test_a_read_is_not_confirmed_by_a_round_sent_before_it_arrived() -> None:
+    net = CoreNet(seed=51)
+    net.campaign("a")
+    net.tick(0.06)
+    read(net, "a", 1)
+    read(net, "a", 2)  # the round in flight was sent before this read arrived
+    net.deliver_where(lambda m: m.target != "a")
+    net.deliver_where(lambda m: m.target == "a" and isinstance(m, AppendEntriesResponse))
+    assert [s.request_id for s in net.read_states["a"]] == [1]
+    net.deliver_all()
+    assert [s.request_id for s in net.read_states["a"]] == [1, 2]
+
+
+def test_repeating_a_transfer_to_the_same_target_keeps_its_deadline() -> None:
+    """etcd TestLeaderTransferSecondTransferToSameNode: a client retrying the same
+    transfer must not keep the leader refusing writes beyond one election timeout."""
+    net = CoreNet(seed=37)
+    net.campaign("a")
+    net.crash("b")
+    transfer(net, "a", "b")
+    started = net.now
+    net.tick(net.settings.election_timeout_max / 2)
+    transfer(net, "a", "b")
+    net.tick(net.settings.election_timeout_max / 2 + 0.02)
+    assert net.nodes["a"].transfer_target is None
+    aborted = [t for t, i, _, e in net.trace if i == "a" and e.kind == "transfer-aborted"]
+    assert len(aborted) == 1
+    assert aborted[0] - started <= net.settings.election_timeout_max + 0.02
+
+
+def test_transfer_to_the_leader_itself_cancels_a_pending_transfer() -> None:
+    """etcd TestLeaderTransferBack."""
+    net = CoreNet(seed=38)
+    net.campaign("a")
+    net.crash("b")
+    transfer(net, "a", "b")
+    assert net.nodes["a"].transfer_target == "b"
+    transfer(net, "a", "a")
+    assert net.nodes["a"].transfer_target is None
+    assert events(net, "a", "transfer-aborted")
+    index, _ = net.propose("a", b"accepted again")
+    net.tick(0.1)
+    assert net.nodes["a"].commit_index >= index
+
+
+def test_transfer_to_another_target_replaces_the_pending_one() -> None:
+    """etcd TestLeaderTransferSecondTransferToAnotherNode."""
+    net = CoreNet(seed=39)
+    net.campaign("a")
+    net.crash("b")
+    transfer(net, "a", "b")
+    transfer(net, "a", "c")
+    assert [f["target"] for f in events(net, "a", "transfer-aborted")] == ["b"]
+    net.deliver_all()
+    assert net.leaders() == ["c"]
+
+
+def test_a_heartbeat_during_a_read_round_starts_no_extra_round() -> None:
+    net = CoreNet(FIVE, seed=52)
+    net.campaign("s1")
+    net.tick(0.06)
+    read(net, "s1", 1)
+    net.handle("s1", net.nodes["s1"].heartbeat(net.now))  # the periodic one falls due
+    net.sent.clear()
+    net.deliver_all()
+    assert [s.request_id for s in net.read_states["s1"]] == [1]
+    assert not any(isinstance(m, AppendEntries) and m.context for m in net.sent)
+
+
+def test_reads_that_waited_for_the_first_commit_share_one_round() -> None:
+    net = CoreNet(seed=53, settings=NodeSettings(check_quorum=False))
+    net.dropped = lambda m: isinstance(m, AppendEntries)
+    net.campaign("a")
+    read(net, "a", 1)
+    read(net, "a", 2)
+    net.heal()
+    net.sent.clear()
+    net.tick(0.06)
+    assert sorted(s.request_id for s in net.read_states["a"]) == [1, 2]
+    rounds = {m.context for m in net.sent if isinstance(m, AppendEntries) and m.context}
+    assert len(rounds) == 1

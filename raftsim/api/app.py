@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from raftsim.api import agent, kv, operator, status
+from raftsim.api import agent, autopilot, kv, operator, status
 from raftsim.api.acl import Acl
 from raftsim.api.directory import MemberDirectory
 from raftsim.api.errors import PAGE_NOT_FOUND, ApiError, error_for, text_response
@@ -53,6 +53,7 @@ def build_app(
     acl: Acl | None = None,
     leader_hold: float = 5.0,
     request_timeout: float = 5.0,
+    wall_offset: float = 0.0,
 ) -> web.Application:
     """The application ``server`` serves, and its ``api.forward`` RPC method (so the
     other servers can forward requests to it while it leads).
@@ -60,15 +61,17 @@ def build_app(
     ``directory`` names the servers (ids it does not know are listed as
     ``"(unknown)"``); ``acl`` with a management token turns ACLs on; ``leader_hold`` is
     how long a request waits for a leader; ``request_timeout`` how long a write waits
-    to commit.
+    to commit; ``wall_offset`` turns the server's loop time into Unix time for dates
+    (a live server's loop clock is monotonic, not the wall clock).
     """
     if leader_hold < 0 or request_timeout <= 0:
         raise ValueError("leader_hold must be >= 0 and request_timeout > 0")
     app = web.Application(middlewares=[answer_errors], client_max_size=MAX_VALUE_BYTES)
     app[STATE] = ApiState(server=server, directory=directory or MemberDirectory(),
                           acl=acl or Acl(), leader_hold=leader_hold,
-                          request_timeout=request_timeout, created_at=server.loop.time())
-    for module in (operator, status, agent, kv):
+                          request_timeout=request_timeout, created_at=server.loop.time(),
+                          wall_offset=wall_offset)
+    for module in (operator, autopilot, status, agent, kv):
         app.add_routes(module.routes)
     server.rpc_handlers[FORWARD_METHOD] = forward_handler(app)
     return app

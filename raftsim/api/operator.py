@@ -1,32 +1,29 @@
-"""``/v1/operator``: the Raft configuration, removing, adding and promoting servers,
-leadership transfer, and autopilot's health report.
+"""``/v1/operator/raft``: the Raft configuration, removing, adding, promoting and
+demoting servers, and leadership transfer (autopilot's endpoints are in
+``raftsim.api.autopilot``).
 
-Nomad's endpoints (configuration, peer DELETE, transfer-leadership, autopilot/health)
-answer with Nomad's status codes and messages. ``PUT /v1/operator/raft/peer`` (add a
-server) and ``/v1/operator/raft/promote`` are raftsim's own.
+Nomad's endpoints (configuration, peer DELETE, transfer-leadership) answer with Nomad's
+status codes and messages; like Nomad's prefix handler, a path under
+``/v1/operator/raft/`` is matched by its first word, so a trailing slash works and an
+unknown path is 404 ``Invalid method``. ``PUT /v1/operator/raft/peer`` (add a server, a
+non-voter unless ``?voter=true``) and ``/v1/operator/raft/promote`` and ``/demote`` are
+raftsim's own.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from raftsim.api.errors import INVALID_METHOD, ApiError, text_response
 from raftsim.api.forwarding import answer_by_leader, answer_locally
 from raftsim.api.meta import leader_info, read_headers
 from raftsim.api.params import query_bool, query_value, stale
 from raftsim.api.state import STATE, ApiState
-from raftsim.core import quorum
 from raftsim.core.configuration import ChangeKind, ConfigChange, Configuration
-from raftsim.core.node import RaftNode
 
 #: the Raft protocol version raftsim speaks, as Nomad reports it (a string)
 RAFT_PROTOCOL = "3"
-#: autopilot's defaults: a server is healthy if the leader heard from it this recently...
-LAST_CONTACT_THRESHOLD = 0.2
-#: ...and it is at most this many entries behind
-MAX_TRAILING_LOGS = 250
 
 routes = web.RouteTableDef()
 
@@ -52,6 +49,10 @@ async def get_configuration(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
 
     async def act() -> web.StreamResponse:
+        if not stale(request):
+            # A new leader may not yet know which configuration is committed: wait
+            # until it has committed an entry of its term, so Index never goes back.
+            await state.server.leader_barrier(timeout=state.request_timeout)
         node = state.node()
         index, config = node.committed_configuration
         leader = leader_info(node)
@@ -106,7 +107,9 @@ async def remove_peer(request: web.Request) -> web.StreamResponse:
 
 @routes.put("/v1/operator/raft/peer")
 async def add_peer(request: web.Request) -> web.StreamResponse:
-    """raftsim's own: add a server to the configuration (a voter unless ?voter=false)."""
+    """raftsim's own: add a server to the configuration, as a non-voter unless
+    ``?voter=true``: a new server copies the log without counting toward the quorum,
+    and autopilot promotes it once it has caught up (hashicorp/raft's staging)."""
     state = request.app[STATE]
     server_id = query_value(request, "id")
     address = query_value(request, "address")
@@ -116,7 +119,7 @@ async def add_peer(request: web.Request) -> web.StreamResponse:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ApiError(400, f"Invalid ?address {address!r}: expected IP:port")
-    voter = query_bool(request, "voter", default=True)
+    voter = query_bool(request, "voter", default=False)
     kind = ChangeKind.ADD_VOTER if voter else ChangeKind.ADD_NONVOTER
 
     async def act() -> web.StreamResponse:
@@ -148,6 +151,28 @@ async def promote(request: web.Request) -> web.StreamResponse:
 
 @routes.route("*", "/v1/operator/raft/promote")
 async def promote_other_method(request: web.Request) -> web.StreamResponse:
+    return text_response(405, INVALID_METHOD)
+
+
+@routes.post("/v1/operator/raft/demote")
+@routes.put("/v1/operator/raft/demote")
+async def demote(request: web.Request) -> web.StreamResponse:
+    """raftsim's own: make a voter a non-voter (autopilot promotes it again once it has
+    been healthy for the stabilization time, as Nomad's autopilot would)."""
+    state = request.app[STATE]
+    server_id = query_value(request, "id")
+    if not server_id:
+        raise ApiError(400, "Must specify ?id with the ID of the server to demote")
+
+    async def act() -> web.StreamResponse:
+        _require_member(state.node().configuration, server_id)
+        return await _change(state, ConfigChange(ChangeKind.DEMOTE, server_id))
+
+    return await answer_by_leader(request, act)
+
+
+@routes.route("*", "/v1/operator/raft/demote")
+async def demote_other_method(request: web.Request) -> web.StreamResponse:
     return text_response(405, INVALID_METHOD)
 
 
@@ -191,8 +216,8 @@ async def transfer_leadership(request: web.Request) -> web.StreamResponse:
         origin = {"Address": me.address if me else "", "ID": state.server.id}
         destination = {"Address": target.address, "ID": target.id}
         noop = target.id == state.server.id
-        if not noop:
-            await state.server.transfer_leadership(target.id, timeout=state.request_timeout)
+        # to the leader itself: nothing to hand over, and a pending transfer is cancelled
+        await state.server.transfer_leadership(target.id, timeout=state.request_timeout)
         return web.json_response({"From": origin, "To": destination, "Noop": noop})
 
     return await answer_by_leader(request, act)
@@ -203,85 +228,28 @@ async def transfer_other_method(request: web.Request) -> web.StreamResponse:
     return text_response(405, INVALID_METHOD)
 
 
-# ---------------------------------------------------------------- autopilot health
-
-def go_duration(seconds: float) -> str:
-    """A duration as Go's ``time.Duration.String`` writes it (for LastContact)."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 0:
-        return "-" + go_duration(-seconds)
-    nanos = round(seconds * 1e9)
-    if nanos < 1_000:
-        return f"{nanos}ns"
-    if nanos < 1_000_000:
-        return f"{_trim(nanos / 1e3)}µs"
-    if nanos < 1_000_000_000:
-        return f"{_trim(nanos / 1e6)}ms"
-    hours, rest = divmod(nanos, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    text = f"{_trim(rest / 1e9)}s"
-    if minutes or hours:
-        text = f"{minutes}m{text}"
-    if hours:
-        text = f"{hours}h{text}"
-    return text
 
 
-def _trim(value: float) -> str:
-    return f"{value:.9f}".rstrip("0").rstrip(".")
+# ---------------------------------------------------------------- Nomad's prefix handler
+
+#: the first word of a path under /v1/operator/raft/ -> method -> handler
+_BY_PREFIX: tuple[tuple[str, dict[str, Handler], Handler], ...] = (
+    ("configuration", {"GET": get_configuration}, configuration_other_method),
+    ("peer", {"DELETE": remove_peer, "PUT": add_peer}, peer_other_method),
+    ("transfer-leadership", {"PUT": transfer_leadership, "POST": transfer_leadership},
+     transfer_other_method),
+    ("promote", {"PUT": promote, "POST": promote}, promote_other_method),
+    ("demote", {"PUT": demote, "POST": demote}, demote_other_method),
+)
 
 
-def server_health(state: ApiState, node: RaftNode) -> dict[str, Any]:
-    """Autopilot's report, from the leader's view of its followers (Nomad's shape)."""
-    now = state.server.loop.time()
-    config = node.configuration
-    servers = []
-    for info in config.servers:
-        if info.id == node.id:
-            contact, last_term, last_index = 0.0, node.term, node.log.last_index
-            healthy = True
-            contact_text = "0s"
-        else:
-            progress = node.progress.get(info.id)
-            heard = progress.last_response if progress is not None else float("-inf")
-            match = progress.match if progress is not None else 0
-            last_index = match
-            last_term = node.log.term_at(match) or node.log.snapshot_term
-            contact = now - heard
-            contact_text = go_duration(contact) if heard > float("-inf") else "-1ns"
-            healthy = (contact <= LAST_CONTACT_THRESHOLD and last_term == node.term
-                       and node.log.last_index - match <= MAX_TRAILING_LOGS)
-        servers.append({
-            "ID": info.id, "Name": state.directory.node_name(info.id),
-            "Address": info.address, "Leader": info.id == node.id, "Voter": info.voter,
-            "Healthy": healthy, "LastContact": contact_text, "LastTerm": last_term,
-            "LastIndex": last_index,
-        })
-    voters = list(config.voters)
-    healthy_voters = sum(1 for s in servers if s["Voter"] and s["Healthy"])
-    tolerance = max(healthy_voters - quorum.quorum_size(len(voters)), 0)
-    return {"Healthy": all(s["Healthy"] for s in servers), "FailureTolerance": tolerance,
-            "Servers": servers, "Leader": node.id, "Voters": voters}
-
-
-@routes.get("/v1/operator/autopilot/health", allow_head=False)
-async def autopilot_health(request: web.Request) -> web.StreamResponse:
-    """Always the leader's report (Nomad forwards it even with ``stale``)."""
-    state = request.app[STATE]
-    stale(request)
-
-    async def act() -> web.StreamResponse:
-        node = state.node()
-        report = server_health(state, node)
-        status = 200 if report["Healthy"] else 429
-        return web.json_response(report, status=status,
-                                 headers=read_headers(state, node.commit_index))
-
-    return await answer_by_leader(request, act, read=True)
-
-
-@routes.route("*", "/v1/operator/autopilot/health")
-async def health_other_method(request: web.Request) -> web.StreamResponse:
-    return text_response(404, INVALID_METHOD)  # Nomad's answer
-
+@routes.route("*", "/v1/operator/raft/{rest:.*}")
+async def raft_prefix(request: web.Request) -> web.StreamResponse:
+    """Nomad routes ``/v1/operator/raft/`` as a prefix and picks the endpoint with
+    ``strings.HasPrefix`` on the rest: ``configuration/`` is the configuration, and a
+    path that starts with no known word is 404 ``Invalid method``."""
+    rest = request.match_info["rest"]
+    for prefix, handlers, other in _BY_PREFIX:
+        if rest.startswith(prefix):
+            return await handlers.get(request.method, other)(request)
+    return text_response(404, INVALID_METHOD)

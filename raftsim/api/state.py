@@ -25,6 +25,9 @@ class ApiState:
     request_timeout: float = 5.0
     #: when the application was built (the base of LastContact before any contact)
     created_at: float = 0.0
+    #: seconds to add to the server's loop time to get Unix time, for the times the
+    #: API shows as dates (0 in the simulated world: its clock starts at the epoch)
+    wall_offset: float = 0.0
     #: the application's own request handling, set up on first use by ``exchange``
     local_runner: asyncio.Task[web.AppRunner] | None = field(default=None, repr=False)
 

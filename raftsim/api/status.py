@@ -1,4 +1,4 @@
-"""``/v1/status``: the leader's and the voters' RPC addresses. No ACL, as in Nomad."""
+"""``/v1/status``: the leader's and the servers' RPC addresses. No ACL, as in Nomad."""
 
 from __future__ import annotations
 
@@ -40,13 +40,17 @@ async def leader_other_method(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/status/peers", allow_head=False)
 async def peers(request: web.Request) -> web.StreamResponse:
-    """The voters of the committed configuration, by RPC address."""
+    """Every server of the committed configuration, non-voters too, by RPC address (as
+    Nomad lists its Raft configuration). Not stale: after the leader barrier, as for
+    ``/v1/operator/raft/configuration``."""
     state = request.app[STATE]
 
     async def act() -> web.StreamResponse:
+        if not stale(request):
+            await state.server.leader_barrier(timeout=state.request_timeout)
         node = state.node()
         _, config = node.committed_configuration
-        addresses = [s.address for s in config.servers if s.voter]
+        addresses = [s.address for s in config.servers]
         return web.json_response(addresses, headers=read_headers(state, node.commit_index))
 
     return await _answer(request, act)

@@ -140,6 +140,10 @@ class PendingSnapshot:
 
 @dataclass(slots=True)
 class PendingRead:
+    """A read waiting for leadership to be confirmed (§6.4). ``context`` is the first
+    heartbeat round sent after the read arrived: an answer to that round or to any later
+    one confirms it."""
+
     request_id: int
     index: int
     context: int
@@ -256,9 +260,8 @@ class RaftNode:
             if now >= self._quorum_check_deadline:
                 self._check_quorum(now)
             if self.role is Role.LEADER and now >= self._transfer_deadline:
-                self._event("transfer-aborted", target=self.transfer_target)
-                self.transfer_target = None
-                self._transfer_deadline = INF
+                self._abort_transfer("the target did not take over within an election "
+                                     "timeout")
             if self.role is Role.LEADER and now >= self._heartbeat_deadline:
                 self._broadcast_heartbeat(now, context=0)
         elif now >= self._election_deadline:
@@ -349,7 +352,7 @@ class RaftNode:
             raise ChangeNotAllowedYet("the leader has not yet committed an entry in its term")
         config = apply_change(self.configuration, change)
         entry = self._append_new(EntryKind.CONFIGURATION, config.encode())
-        self._sync_progress_with_configuration(drop_removed=False)
+        self._sync_progress_with_configuration(drop_removed=False, newcomers_active=True)
         self._broadcast_append(now)
         self._maybe_commit(now)
         ready = self._ready()
@@ -367,9 +370,16 @@ class RaftNode:
                 raise ConfigurationError("no other voter to transfer leadership to")
             target = max(candidates, key=lambda v: (self.progress[v].match, v))
         if target == self.id:
+            # etcd's TestLeaderTransferBack: asking for the current leader cancels.
+            self._abort_transfer("transfer to the leader itself")
             return self._ready()
         if not config.is_voter(target):
             raise ConfigurationError(f'id "{target}" is not a voter in the Raft configuration')
+        if target == self.transfer_target:
+            # A retried request must not push the deadline out: the leader would refuse
+            # writes for as long as a client keeps retrying.
+            return self._ready()
+        self._abort_transfer("transfer to another server requested")
         self.transfer_target = target
         self._transfer_deadline = now + self.settings.election_timeout_max
         self._event("transfer-start", target=target)
@@ -390,7 +400,39 @@ class RaftNode:
             # committed an entry of its own term (its no-op).
             self._reads_waiting_for_commit.append(request_id)
         else:
-            self._start_read(request_id, now)
+            self._start_reads([request_id], now)
+        return self._ready()
+
+    def cancel_transfer(self, now: float) -> Ready:
+        """Give up a pending leadership transfer and take writes again at once."""
+        self._abort_transfer("cancelled")
+        return self._ready()
+
+    def campaign(self, now: float) -> Ready:
+        """Start an election now, as if the election timer fired (etcd's Campaign).
+        Ignored by a leader and by a server that may not stand for election."""
+        if self.role is not Role.LEADER and self.promotable:
+            self._event("campaign")
+            self._campaign(now, pre_vote=self.settings.pre_vote)
+        return self._ready()
+
+    def heartbeat(self, now: float) -> Ready:
+        """Send a heartbeat round now, as if the heartbeat timer fired (etcd's MsgBeat).
+        Ignored by a server that does not lead."""
+        if self.role is Role.LEADER:
+            self._broadcast_heartbeat(now, context=0)
+        return self._ready()
+
+    def report_unreachable(self, peer: str, now: float) -> Ready:
+        """The caller could not reach ``peer`` (etcd's ReportUnreachable): stop
+        pipelining to it and probe with one message at a time until it answers."""
+        pr = self.progress.get(peer) if self.role is Role.LEADER else None
+        if pr is not None and pr.state is ReplicationState.REPLICATE:
+            pr.state = ReplicationState.PROBE
+            pr.next = pr.match + 1
+            pr.inflight.clear()
+            pr.paused = False
+            self._event("peer-unreachable", peer=peer)
         return self._ready()
 
     def compact(self, index: int, data: bytes, now: float) -> Ready:
@@ -436,6 +478,13 @@ class RaftNode:
         self._transfer_deadline = INF
         self._heartbeat_deadline = INF
         self._quorum_check_deadline = INF
+
+    def _abort_transfer(self, reason: str) -> None:
+        if self.transfer_target is None:
+            return
+        self._event("transfer-aborted", target=self.transfer_target, reason=reason)
+        self.transfer_target = None
+        self._transfer_deadline = INF
 
     def _campaign(self, now: float, *, pre_vote: bool, transfer: bool = False) -> None:
         self._reset_election_timer(now)
@@ -504,12 +553,13 @@ class RaftNode:
     # ------------------------------------------------------------------ votes
 
     def _handle_request_vote(self, m: RequestVote, now: float) -> None:
-        if m.pre_vote:
-            can_vote = m.term > self.term
-        else:
-            can_vote = self.voted_for == m.source or (
-                self.voted_for is None and self.leader_id is None
-            )
+        # etcd's canVote: a pre-vote for a later term is granted on the log check
+        # alone; at the voter's own term, a pre-vote follows the vote rule (§9.6).
+        can_vote = (
+            self.voted_for == m.source
+            or (self.voted_for is None and self.leader_id is None)
+            or (m.pre_vote and m.term > self.term)
+        )
         up_to_date = (m.last_log_term, m.last_log_index) >= (self.log.last_term,
                                                              self.log.last_index)
         if self._bug("no-log-check"):
@@ -583,7 +633,13 @@ class RaftNode:
         pr.recent_active = True
         pr.last_response = now
         if m.context:
-            self._ack_reads(m.source, m.context)
+            self._ack_reads(m.source, m.context, now)
+        if pr.state is ReplicationState.SNAPSHOT and not (
+                m.success and m.match_index >= pr.snapshot_index):
+            # An answer to a heartbeat (a read round) sent while a snapshot streams: the
+            # stream has its own acknowledgements and resend timer, and treating this as
+            # a lost append would restart it from its first byte.
+            return
         if not m.success:
             rejected = m.match_index
             if rejected <= pr.match or (
@@ -734,19 +790,28 @@ class RaftNode:
             self._send_append(peer, now)
 
     def _broadcast_heartbeat(self, now: float, context: int) -> None:
-        if context == 0:
+        """``context`` 0: the periodic heartbeat (which also carries a new read round
+        while reads wait, so a lost round delays them one heartbeat, not until their
+        timeout); otherwise a read round of that number."""
+        periodic = context == 0
+        if periodic:
             self._heartbeat_deadline = now + self.settings.heartbeat_interval
+            if self._reads:
+                self._read_context += 1
+                context = self._read_context
         for peer, pr in self.progress.items():
-            if pr.state is ReplicationState.SNAPSHOT and context == 0:
+            if periodic and pr.state is ReplicationState.SNAPSHOT:
                 if now - pr.snapshot_sent_at >= self.settings.election_timeout_max:
                     # Nothing acknowledged for an election timeout: a chunk or its
                     # answer was lost. Resend from what the follower acknowledged.
                     self._resend_snapshot_from(peer, pr, pr.snapshot_acked, now)
-                continue
-            if pr.state is ReplicationState.PROBE and context == 0:
+                if not context:
+                    continue
+            elif periodic and pr.state is ReplicationState.PROBE:
                 pr.paused = False
                 self._send_append(peer, now, allow_empty=True)
-                continue
+                if not context:
+                    continue
             prev = pr.match
             prev_term = self.log.term_at(prev)
             if prev_term is None:
@@ -781,8 +846,7 @@ class RaftNode:
             return
         if self._reads_waiting_for_commit and self.committed_in_term:
             waiting, self._reads_waiting_for_commit = self._reads_waiting_for_commit, []
-            for request_id in waiting:
-                self._start_read(request_id, now)
+            self._start_reads(waiting, now)  # they arrived together: one round
         if cfg_index != previous_config_index:
             # Tell everyone, removed servers included, that the change is committed;
             # then stop replicating to servers that are no longer members.
@@ -896,17 +960,30 @@ class RaftNode:
 
     # ------------------------------------------------------------------ reads
 
-    def _start_read(self, request_id: int, now: float) -> None:
+    def _start_reads(self, request_ids: list[int], now: float) -> None:
         voters = self.configuration.voters
         if voters == (self.id,):
-            self._read_states.append(ReadState(request_id, self.commit_index))
+            for request_id in request_ids:
+                self._read_states.append(ReadState(request_id, self.commit_index))
             return
-        self._read_context += 1
-        self._reads.append(PendingRead(request_id, self.commit_index, self._read_context,
-                                       {self.id}))
-        self._broadcast_heartbeat(now, context=self._read_context)
+        # Batch (hashicorp/raft's VerifyLeader): while a round is in flight, reads wait
+        # for the next one together; it is sent when the one in flight is answered.
+        in_flight = self._round_in_flight()
+        context = self._read_context + 1
+        for request_id in request_ids:
+            self._reads.append(PendingRead(request_id, self.commit_index, context,
+                                           {self.id}))
+        if not in_flight:
+            self._read_context = context
+            self._broadcast_heartbeat(now, context=context)
 
-    def _ack_reads(self, peer: str, context: int) -> None:
+    def _round_in_flight(self) -> bool:
+        """Some read waits on a round already sent (the others wait for the next)."""
+        return any(read.context <= self._read_context for read in self._reads)
+
+    def _ack_reads(self, peer: str, context: int, now: float) -> None:
+        """An answer to round ``context`` confirms every read that arrived before that
+        round was sent (dissertation §6.4), whichever round the read started."""
         for read in self._reads:
             if read.context <= context:
                 read.acks.add(peer)
@@ -918,6 +995,9 @@ class RaftNode:
         for read in self._reads[:confirmed]:
             self._read_states.append(ReadState(read.request_id, read.index))
         del self._reads[:confirmed]
+        if self._reads and not self._round_in_flight():
+            self._read_context += 1  # the batch that waited for the last round
+            self._broadcast_heartbeat(now, context=self._read_context)
 
     # ------------------------------------------------------------------ log helpers
 
@@ -949,16 +1029,21 @@ class RaftNode:
             if entry.kind is EntryKind.CONFIGURATION:
                 self._configs.append((entry.index, Configuration.decode(entry.data)))
 
-    def _sync_progress_with_configuration(self, *, drop_removed: bool) -> None:
+    def _sync_progress_with_configuration(self, *, drop_removed: bool,
+                                          newcomers_active: bool = False) -> None:
         """Track every member of the latest configuration. A removed server is kept
         until its removal commits, so it receives the entry that removes it (as
-        hashicorp/raft does) and learns it is no longer a member."""
+        hashicorp/raft does) and learns it is no longer a member. A server a change
+        just added counts as recently active (``newcomers_active``): it has had no
+        chance to answer, and CheckQuorum must not depose the leader for that (etcd's
+        TestAddNodeCheckQuorum)."""
         if self.role is not Role.LEADER:
             return
         ids = self.configuration.ids
         for peer in ids:
             if peer != self.id and peer not in self.progress:
-                self.progress[peer] = Progress(next=self.log.last_index + 1)
+                self.progress[peer] = Progress(next=self.log.last_index + 1,
+                                               recent_active=newcomers_active)
         if drop_removed:
             for peer in [p for p in self.progress if p not in ids]:
                 del self.progress[peer]

@@ -27,6 +27,7 @@ import logging
 import random
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,8 @@ class Agent:
         self.server = server
         transport.follow(server, lambda: _member_ids(server), lambda peer: _address(server, peer))
         self.app = build_app(server, directory=MemberDirectory(transport.names),
-                             acl=Acl(config.acl_token))
+                             acl=Acl(config.acl_token),
+                             wall_offset=time.time() - self.loop.time())
         server.start()
         node = server.node
         if node is None:  # its first save failed

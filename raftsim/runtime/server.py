@@ -28,6 +28,7 @@ from raftsim.core.messages import Entry, EntryKind, HardState, Message, Snapshot
 from raftsim.core.node import RaftNode
 from raftsim.core.ready import Ready, Role
 from raftsim.core.settings import NodeSettings
+from raftsim.runtime.autopilot import Autopilot
 from raftsim.runtime.errors import (
     LeadershipLost,
     NoClusterLeader,
@@ -174,6 +175,8 @@ class Server:
         #: the index of a snapshot being restored in the background; committed entries
         #: after it wait in the backlog until it is done
         self._restoring: int | None = None
+        #: promotes caught-up non-voters while this server leads
+        self.autopilot = Autopilot(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -214,6 +217,7 @@ class Server:
         self._restore_generation += 1
         self._snapshotting = False
         self._restoring = None
+        self.autopilot.on_role(False)
         self.paused = False
         self._held.clear()
         self._batch.clear()
@@ -429,13 +433,52 @@ class Server:
         if self.kv.applied_index < index:
             waiter: asyncio.Future[None] = self.loop.create_future()
             self._read_waiters.append((index, waiter))
-            await asyncio.wait_for(waiter, timeout)
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"timed out waiting for the state machine to apply index {index} "
+                    f"(applied: {self.kv.applied_index})") from None
         return index
+
+    async def leader_barrier(self, *, timeout: float = 5.0) -> None:
+        """Wait until this leader has committed an entry of its own term: only then is
+        its commit index (and so its committed configuration) at least every index a
+        previous leader committed (§6.4; hashicorp/raft's leader barrier). Raises
+        NotLeader when this server does not lead (the caller finds the leader)."""
+        deadline = self.loop.time() + timeout
+        while True:
+            node = self._require_node()
+            if node.role is not Role.LEADER:
+                raise NotLeader(node.leader_id)
+            if node.committed_in_term:
+                return
+            if not await self._wait_changed(deadline):
+                raise RequestTimeout("timed out waiting for the leader to commit an entry "
+                                     "of its term")
+
+    def campaign(self) -> None:
+        """Start an election now (a tool's or a test's "campaign now")."""
+        self._process(self._require_node().campaign(self.loop.time()))
+
+    def heartbeat(self) -> None:
+        """Send a heartbeat round now (leader only; a tool's or a test's "beat now")."""
+        self._process(self._require_node().heartbeat(self.loop.time()))
+
+    def report_unreachable(self, peer: str) -> None:
+        """The transport could not reach ``peer``: stop streaming entries to it."""
+        self._process(self._require_node().report_unreachable(peer, self.loop.time()))
+
+    def cancel_transfer(self) -> None:
+        """Give up a pending leadership transfer; writes are taken again at once."""
+        self._process(self._require_node().cancel_transfer(self.loop.time()))
 
     async def transfer_leadership(self, target: str | None, *, timeout: float = 5.0) -> str:
         """Hand leadership over; returns the id of the new leader."""
         node = self._require_node()
         if target == self.id and node.role is Role.LEADER:
+            # already the leader: this cancels a pending transfer (etcd's transfer back)
+            self._process(node.transfer_leadership(target, self.loop.time()))
             return self.id
         self._process(node.transfer_leadership(target, self.loop.time()))
         goal = node.transfer_target
@@ -447,7 +490,7 @@ class Server:
             if current.role is not Role.LEADER:
                 if current.leader_id is not None:
                     return current.leader_id
-            elif current.transfer_target is None and goal is not None:
+            elif current.transfer_target != goal and goal is not None:
                 raise RequestTimeout(f"leadership transfer to {goal} did not complete")
             if not await self._wait_changed(deadline):
                 raise RequestTimeout("timed out waiting for leadership transfer")
@@ -687,6 +730,9 @@ class Server:
                 changed = True
                 if event.fields["role"] != Role.LEADER.value:
                     self._fail_all(LeadershipLost())
+                self.autopilot.on_role(event.fields["role"] == Role.LEADER.value)
+            elif event.kind == "transfer-aborted":
+                changed = True  # a transfer request waiting on it answers now
         if changed:
             self._signal_change()
         self._schedule(ready.deadline)
@@ -809,17 +855,24 @@ class Server:
             if index > committed:
                 for done in waiting:
                     done(type(error)())
-        proposals, self._proposals = self._proposals, {}
-        for pending in proposals.values():
-            if not pending.future.done():
+        # Proposals whose entries are committed will be applied (a removed leader's own
+        # removal, committed together with writes still waiting in the backlog): they
+        # keep their futures too.
+        proposals = self._proposals
+        self._proposals = {i: p for i, p in proposals.items() if i <= committed}
+        for index, pending in proposals.items():
+            if index > committed and not pending.future.done():
                 pending.future.set_exception(type(error)())
         reads, self._reads = self._reads, {}
         for fut in reads.values():
             if not fut.done():
                 fut.set_exception(type(error)())
-        waiters, self._read_waiters = self._read_waiters, []
-        for _, waiter in waiters:
-            if not waiter.done():
+        # A confirmed read waits only for the state machine, which applies every
+        # committed entry whatever the role: it is still served.
+        waiters = self._read_waiters
+        self._read_waiters = [(i, w) for i, w in waiters if i <= committed]
+        for index, waiter in waiters:
+            if index > committed and not waiter.done():
                 waiter.set_exception(type(error)())
 
     def _signal_change(self) -> None:

@@ -552,9 +552,8 @@ class ScenarioRunner:
             subject = action.subject
             if subject not in self.cluster.servers:
                 self.cluster.add_server(subject)
-            params = [("id", subject), ("address", self.cluster.addresses[subject])]
-            if not action.voter:
-                params.append(("voter", "false"))
+            params = [("id", subject), ("address", self.cluster.addresses[subject]),
+                      ("voter", "true" if action.voter else "false")]
             return "PUT", f"/v1/operator/raft/peer?{urlencode(params)}", b"", {}
         subject = self.require(action.subject)
         if kind == "remove":

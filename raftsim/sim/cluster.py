@@ -67,6 +67,7 @@ class Cluster:
         sync_every: int = 1,
         disk_fault_rate: float = 0.0,
         ack_after_failed_save: bool = False,
+        group_commit: bool = False,
     ) -> None:
         """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
         ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
@@ -82,7 +83,10 @@ class Cluster:
         open, write or fsync error drawn from each disk's seeded rng); :meth:`fail_disk`
         fails one on command. A server whose save fails stops (fail-stop) until
         :meth:`restart`. ``ack_after_failed_save`` is a bug switch for the checker's
-        tests: servers swallow the error and carry on."""
+        tests: servers swallow the error and carry on.
+
+        ``group_commit``: the servers batch as a live server does (one storage write per
+        event-loop turn, committed entries applied in slices)."""
         if disk not in ("memory", "crashdisk"):
             raise ValueError(f"disk must be 'memory' or 'crashdisk', got {disk!r}")
         if sync_every < 1:
@@ -96,6 +100,7 @@ class Cluster:
         self.sync_every = sync_every
         self.disk_fault_rate = disk_fault_rate
         self.ack_after_failed_save = ack_after_failed_save
+        self.group_commit = group_commit
         ids = self._validate(servers, nonvoters, latency, loss, duplication, reorder,
                              snapshot_threshold)
         self.seed = seed
@@ -184,6 +189,7 @@ class Cluster:
             observer=recorder.record if recorder is not None else None,
             snapshot_threshold=self.snapshot_threshold,
             ack_after_failed_save=self.ack_after_failed_save,
+            group_commit=self.group_commit,
         )
         # a server stopped by a failed save is a process that exited: its mail is lost
         server.on_storage_failure = lambda exc: self.network.detach(sid)
