@@ -244,7 +244,11 @@ class RaftNode:
         elif isinstance(m, InstallSnapshotResponse):
             self._handle_snapshot_response(m, now)
         elif isinstance(m, TimeoutNow):
-            if self.promotable and self.role is not Role.LEADER:
+            if self.leader_id is not None and m.source != self.leader_id:
+                # Only the leader hands leadership over (§3.10); a TimeoutNow from anyone
+                # else would let any server start elections at will.
+                self._event("timeout-now-ignored", source=m.source, leader=self.leader_id)
+            elif self.promotable and self.role is not Role.LEADER:
                 self._event("timeout-now", source=m.source)
                 self._campaign(now, pre_vote=False, transfer=True)
         return self._ready()
@@ -519,15 +523,20 @@ class RaftNode:
                 hint = last_of_term + 1 if last_of_term is not None else m.conflict_index
             else:
                 hint = m.conflict_index
-            pr.next = max(pr.match + 1, min(hint, rejected))
+            # Never past our own log, whatever the follower says (a hint past it would
+            # make the next AppendEntries start where there is nothing to send).
+            pr.next = min(max(pr.match + 1, min(hint, rejected)), self.log.last_index + 1)
             pr.state = ReplicationState.PROBE
             pr.inflight.clear()
             pr.paused = False
             self._send_append(m.source, now, allow_empty=True)
             return
-        progressed = m.match_index > pr.match
+        # A follower cannot hold more than the leader sent it: a larger claim (only a
+        # forged or corrupted message makes one) would commit past the log.
+        match = min(m.match_index, self.log.last_index)
+        progressed = match > pr.match
         if progressed:
-            pr.match = m.match_index
+            pr.match = match
         while pr.inflight and pr.inflight[0][0] <= pr.match:
             pr.inflight.popleft()
         if pr.state is ReplicationState.PROBE or (
@@ -688,8 +697,9 @@ class RaftNode:
             return
         pr.recent_active = True
         pr.last_response = now
-        if m.match_index > pr.match:
-            pr.match = m.match_index
+        match = min(m.match_index, self.log.last_index)  # as for AppendEntriesResponse
+        if match > pr.match:
+            pr.match = match
             self._maybe_commit(now)
         if self.role is not Role.LEADER:
             return
