@@ -6,11 +6,17 @@ server on a loopback port in front of a one-server cluster, and raw sockets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import random
 import resource
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -27,8 +33,10 @@ from raftsim.core.configuration import Configuration, ServerInfo
 from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
+from raftsim.live.launcher import ACL_TOKEN_ENV
 from raftsim.runtime.server import Server
 from raftsim.storage.memory import MemoryStorage
+from tests.livecluster import free_port_run, http, wait_until
 
 TOKEN = "4f1c-management"
 #: how often the tests look again while they wait for something (never a fixed sleep)
@@ -232,3 +240,35 @@ def test_accept_errors_are_logged_at_most_once_per_interval(
         assert [c["message"] for c in seen] == ["something else"]  # the rest goes on
     finally:
         loop.close()
+
+
+# ---------------------------------------------------------------- the token and ps
+
+
+def test_raftsim_cluster_keeps_the_acl_token_out_of_every_command_line(tmp_path: Path) -> None:
+    """``ps`` shows every process's arguments to every user: the token is read from a
+    0600 file and handed to the agents in their environment."""
+    secret = "s3cret-" + "x" * 24
+    token_file = tmp_path / "token"
+    token_file.write_text(secret + "\n")
+    token_file.chmod(0o600)
+    ready = tmp_path / "ready.json"
+    command = [sys.executable, "-m", "raftsim.cli", "cluster", "--servers", "3",
+               "--base-port", str(free_port_run(6)), "--ready-file", str(ready),
+               "--data-dir", str(tmp_path / "data"), "--acl-token-file", str(token_file)]
+    env = {k: v for k, v in os.environ.items() if k != ACL_TOKEN_ENV}
+    with open(tmp_path / "cluster.out", "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
+    try:
+        info = wait_until(lambda: json.loads(ready.read_text()) if ready.exists() else None,
+                          30.0, "the ready file")
+        pids = [process.pid, *(server["pid"] for server in info["servers"])]
+        for pid in pids:
+            assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        url = f"http://{info['servers'][0]['http']}/v1/operator/raft/configuration"
+        assert http("GET", url)[0] == 403
+        status, _ = http("GET", url, token=secret)
+        assert status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
