@@ -6,6 +6,8 @@ network used (issue 11); each raises a WireError that says what was wrong."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import re
 import tracemalloc
 from typing import Any
@@ -27,7 +29,12 @@ from raftsim.core.messages import (
     RequestVote,
     TimeoutNow,
 )
+from raftsim.core.node import bootstrap_state
+from raftsim.core.settings import NodeSettings
 from raftsim.runtime.kv import KVStore, encode_batch, encode_delete, encode_put
+from raftsim.runtime.server import Server
+from raftsim.sim.loop import VirtualTimeLoop
+from raftsim.storage.memory import MemoryStorage
 from raftsim.wire import (
     MAX_FRAME_ELEMENTS,
     MAX_UINT,
@@ -323,3 +330,45 @@ def test_applying_any_bytes_never_raises_and_changes_nothing_unless_valid(data: 
         if not data.startswith(b"\x92\xa5batch"):
             assert store.digest() == before
     assert store.applied_index == 2
+
+
+# ---------------------------------------------------------------- a server receiving it
+
+
+def test_a_server_drops_a_refused_message_with_a_trace_event_and_changes_nothing() -> None:
+    """The simulated network hands a server whole frames: a refused one becomes a
+    ``bad-frame`` trace event saying why, and nothing is stepped, stored or applied."""
+    class Nowhere:
+        def send(self, target: str, data: bytes, meta: object = None) -> None:
+            pass
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    loop = VirtualTimeLoop()
+    storage = MemoryStorage()
+    hard_state, entries = bootstrap_state(CONFIG)
+    storage.save(hard_state, tuple(entries), None)
+    server = Server("s2", settings=NodeSettings(), rng=random.Random(1),
+                    storage=storage, transport=Nowhere(), loop=loop,
+                    observer=lambda sid, term, kind, fields: events.append((kind, fields)))
+    try:
+        server.start()
+        node = server.node
+        assert node is not None
+        before = (node.term, node.log.last_index, storage.load().entries)
+        forged = [
+            append(Entry(9, 2, EntryKind.CONFIGURATION, b"\xffgarbage"), term=9, prev=1,
+                   prev_term=1),
+            append(Entry(9, 2, EntryKind.COMMAND, b"\xc1"), term=9, prev=1, prev_term=1),
+            install(encode_indexed(1, CONFIG), b"garbage", index=50),
+            RequestVote(2**64 - 1, "s1", "s2", 9, 9, False, True),
+        ]
+        for message in forged:
+            server.receive("s1", encode_message(dataclasses.replace(message, target="s2")))
+        bad = [fields["error"] for kind, fields in events if kind == "bad-frame"]
+        assert len(bad) == len(forged), bad
+        assert "not a valid configuration" in bad[0] and "not a valid command" in bad[1]
+        assert "not a valid snapshot" in bad[2] and "2**63" in bad[3]
+        assert (node.term, node.log.last_index, storage.load().entries) == before
+    finally:
+        server.crash()
+        loop.close()
