@@ -194,33 +194,43 @@ def _invalid(cls: type, layout: _Layout, params: object) -> MessageError:
 
 def _append_entries_problem(m: AppendEntries) -> str | None:
     """Entries that could not be appended as they are (an index gap fails the log's
-    append), terms no leader could have sent, or payloads a server would not send."""
-    if m.prev_log_term > m.term:
-        return f"prev_log_term {m.prev_log_term} is above the message's term {m.term}"
+    append), terms no leader could have sent, or payloads a server would not send.
+    (Every follower runs this on every AppendEntries: the loop says nothing until it
+    finds a problem, then ``_entry_problem`` says what.)"""
+    top = m.term
+    if m.prev_log_term > top:
+        return f"prev_log_term {m.prev_log_term} is above the message's term {top}"
     index, term = m.prev_log_index, m.prev_log_term
-    for position, entry in enumerate(m.entries):
+    command, noop = EntryKind.COMMAND, EntryKind.NOOP
+    for entry in m.entries:
         index += 1
-        where = f"entries[{position}]"
-        if entry.index != index:
-            return f"{where}.index must be {index}, got {entry.index}"
-        if entry.term > m.term:
-            return f"{where}.term {entry.term} is above the message's term {m.term}"
-        if entry.term < term:
-            return f"{where}.term {entry.term} is below the term before it ({term})"
-        term = entry.term
+        entry_term = entry.term
         kind = entry.kind
-        if kind is EntryKind.COMMAND:
-            problem = command_problem(entry.data)
-            if problem is not None:
-                return f"{where} is not a valid command: {problem}"
-        elif kind is EntryKind.NOOP:
-            if entry.data:
-                return f"{where}: a NOOP entry carries no data"
-        else:
-            problem = configuration_problem(entry.data)
-            if problem is not None:
-                return f"{where} is not a valid configuration: {problem}"
+        if (entry.index != index or not term <= entry_term <= top
+                or (command_problem(entry.data) is not None if kind is command
+                    else entry.data != b"" if kind is noop
+                    else configuration_problem(entry.data) is not None)):
+            return _entry_problem(m, index - m.prev_log_index - 1)
+        term = entry_term
     return None
+
+
+def _entry_problem(m: AppendEntries, position: int) -> str:
+    """What is wrong with ``m.entries[position]``, the first entry that is wrong."""
+    entry = m.entries[position]
+    where = f"entries[{position}]"
+    before = m.entries[position - 1].term if position else m.prev_log_term
+    if entry.index != m.prev_log_index + position + 1:
+        return f"{where}.index must be {m.prev_log_index + position + 1}, got {entry.index}"
+    if entry.term > m.term:
+        return f"{where}.term {entry.term} is above the message's term {m.term}"
+    if entry.term < before:
+        return f"{where}.term {entry.term} is below the term before it ({before})"
+    if entry.kind is EntryKind.COMMAND:
+        return f"{where} is not a valid command: {command_problem(entry.data)}"
+    if entry.kind is EntryKind.NOOP:
+        return f"{where}: a NOOP entry carries no data"
+    return f"{where} is not a valid configuration: {configuration_problem(entry.data)}"
 
 
 def _install_snapshot_problem(m: InstallSnapshot) -> str | None:

@@ -39,6 +39,9 @@ from raftsim.core.configuration import Configuration, decode_indexed, encode_ind
 MAX_UINT: Final = 2**63 - 1
 
 
+_unpackb: Final = msgpack.unpackb
+
+
 def _uint(value: object) -> bool:
     return type(value) is int and 0 <= value <= MAX_UINT
 
@@ -146,10 +149,17 @@ def _single_problem(op: object) -> str | None:
 
 def command_problem(data: bytes, *, batch: bool = True) -> str | None:
     """What is wrong with ``data`` as a COMMAND entry's data, or None. ``batch=False``:
-    a batch is wrong too (a command about to be put into one: batches do not nest)."""
-    op, problem = _unpack(data)
-    if problem is not None:
-        return problem
+    a batch is wrong too (a command about to be put into one: batches do not nest).
+
+    Every follower runs this on every entry it receives, so an unconditional put (what
+    most entries are) is checked inline; everything else takes the general path."""
+    try:
+        op = _unpackb(data)  # msgpack's defaults: UTF-8 strs, str keys, lengths <= len(data)
+    except Exception as exc:  # any of msgpack's errors, RecursionError included
+        return f"not one msgpack value ({type(exc).__name__})"
+    if (type(op) is list and len(op) == 4 and op[0] == "put" and op[3] is None
+            and type(op[1]) is str and type(op[2]) is bytes):
+        return None
     if type(op) is list and len(op) >= 1 and op[0] == "batch":
         if not batch:
             return "a batch cannot go into another batch"
