@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -77,8 +78,9 @@ class _TooMany(asyncio.Protocol):
 class _CappedSite(web.BaseSite):
     """aiohttp's TCPSite with a cap on open connections."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, cap: int) -> None:
-        super().__init__(runner)
+    def __init__(self, runner: web.AppRunner, host: str, port: int, cap: int, *,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._cap = cap
@@ -104,7 +106,8 @@ class _CappedSite(web.BaseSite):
             return server()
 
         self._server = await asyncio.get_running_loop().create_server(
-            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True)
+            protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            reuse_address=True)
 
 
 class AcceptErrorLog:
