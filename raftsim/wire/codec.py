@@ -234,6 +234,9 @@ def _entry_problem(m: AppendEntries, position: int) -> str:
 
 
 def _install_snapshot_problem(m: InstallSnapshot) -> str | None:
+    """The whole snapshot travels in one message, so its payload is checked here. (Sent in
+    chunks, a snapshot's data can only be checked once assembled: whoever assembles it
+    must call ``payload.snapshot_data_problem`` before installing it.)"""
     if m.last_included_term > m.term:
         return (f"last_included_term {m.last_included_term} is above the message's term "
                 f"{m.term}")
