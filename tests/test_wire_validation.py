@@ -94,6 +94,7 @@ def test_everything_a_server_sends_decodes() -> None:
         Entry(3, 5, EntryKind.COMMAND, encode_put("k", b"", cas=3)),
         Entry(3, 6, EntryKind.COMMAND, encode_delete("k")),
         Entry(3, 7, EntryKind.COMMAND, encode_batch([encode_put("a", b"1"), encode_delete("b")])),
+        Entry(3, 8, EntryKind.COMMAND, encode_put("k", b"", cas=2**64 - 1)),  # Nomad's uint64
     )
     message = append(*entries, term=MAX_UINT)
     assert decode_message_bytes(encode_message(message)) == message

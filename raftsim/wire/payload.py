@@ -15,8 +15,8 @@ What a server sends, and so all that is accepted:
   voter, no empty id, no id or address twice;
 - a snapshot's configuration: ``encode_indexed`` (again byte for byte), created at or
   before the snapshot's own index;
-- a COMMAND entry: one key-value command, ``["put", key, value, cas]`` (cas nil or an
-  index), ``["delete", key]`` or ``["batch", [put or delete, ...]]``, as
+- a COMMAND entry: one key-value command, ``["put", key, value, cas]`` (cas nil or a
+  uint64), ``["delete", key]`` or ``["batch", [put or delete, ...]]``, as
   ``raftsim.runtime.kv`` encodes them (a leader proposes nothing else: ``check_command``);
 - a snapshot's data: ``[applied index, [[key, value, modify index, create index], ...]]``,
   as ``KVStore.snapshot`` encodes it.
@@ -120,10 +120,11 @@ def snapshot_configuration_problem(data: bytes, snapshot_index: int) -> str | No
 
 
 def _put_problem(op: list[Any]) -> str | None:
+    cas = op[3] if len(op) == 4 else None
     if (len(op) == 4 and type(op[1]) is str and type(op[2]) is bytes
-            and (op[3] is None or _uint(op[3]))):
-        return None
-    return "put is [\"put\", key (str), value (bin), cas (nil or an index)]"
+            and (cas is None or (type(cas) is int and 0 <= cas < 2**64))):
+        return None  # a cas is Nomad's uint64, compared with modify indexes, never stored
+    return "put is [\"put\", key (str), value (bin), cas (nil or a uint64)]"
 
 
 def _delete_problem(op: list[Any]) -> str | None:
