@@ -243,8 +243,10 @@ def assert_unchanged(cluster: Cluster, term: int, last: dict[str, int]) -> None:
 
 
 def snapshot(cluster: Cluster) -> tuple[int, dict[str, int]]:
-    wait_until(lambda: cluster.agents.agreed_leader(cluster.up) == cluster.leader, 15.0,
-               "the leader")
+    """Term and last indexes before an attack. The leader is whoever leads now (a
+    restart in an earlier test may have moved it); the attack must not move it."""
+    leader = wait_until(lambda: cluster.agents.agreed_leader(cluster.up), 15.0, "a leader")
+    cluster.leader, cluster.follower = leader, next(s for s in cluster.up if s != leader)
     return cluster.term(), {sid: cluster.last_index(sid) for sid in cluster.up}
 
 
