@@ -12,6 +12,7 @@ import os
 import random
 import resource
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ from raftsim.core.settings import NodeSettings
 from raftsim.live.launcher import ACL_TOKEN_ENV
 from raftsim.runtime.server import Server
 from raftsim.storage.memory import MemoryStorage
-from tests.livecluster import free_port_run, http, wait_until
+from tests.livecluster import free_port_run, http, observe_for, wait_until
 
 TOKEN = "4f1c-management"
 #: how often the tests look again while they wait for something (never a fixed sleep)
@@ -272,3 +273,73 @@ def test_raftsim_cluster_keeps_the_acl_token_out_of_every_command_line(tmp_path:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+
+
+_OUT_OF_FDS = """
+import asyncio, logging, random, resource, sys
+from raftsim.api import build_app, serve_http
+from raftsim.api.serve import HttpLimits, bound_port
+from raftsim.core.configuration import Configuration, ServerInfo
+from raftsim.core.node import bootstrap_state
+from raftsim.core.settings import NodeSettings
+from raftsim.runtime.server import Server
+from raftsim.storage.memory import MemoryStorage
+
+class Nowhere:
+    def send(self, target, data, meta=None):
+        pass
+
+async def main():
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s %(message)s")
+    storage = MemoryStorage()
+    hard_state, entries = bootstrap_state(Configuration((ServerInfo("s1", "127.0.0.1:1"),)))
+    storage.save(hard_state, tuple(entries), None)
+    server = Server("s1", settings=NodeSettings(), rng=random.Random(1), storage=storage,
+                    transport=Nowhere(), loop=asyncio.get_running_loop(), group_commit=True)
+    server.start()
+    # no reserve and no cap: this process runs out of descriptors on purpose
+    limits = HttpLimits(max_connections=10**6, fd_reserve=1)
+    runner = await serve_http(build_app(server), "127.0.0.1", 0, limits=limits)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    print(bound_port(runner), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_running_out_of_file_descriptors_logs_one_line_not_one_per_accept(
+        tmp_path: Path) -> None:
+    """A real process at its descriptor limit: asyncio fails an accept about once a
+    second and, left alone, logs a traceback each time."""
+    err = tmp_path / "server.err"
+    with open(err, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", _OUT_OF_FDS], stdout=subprocess.PIPE,
+                                   stderr=stderr)
+    clients: list[socket.socket] = []
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        for _ in range(100):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+
+        def warnings() -> list[str]:
+            return [line for line in err.read_text().splitlines()
+                    if "cannot accept connections" in line]
+
+        wait_until(warnings, 10.0, "the accept warning")
+
+        def at_most_one() -> None:
+            assert len(warnings()) == 1, err.read_text()
+
+        observe_for(2.5, at_most_one)  # asyncio retries the accept every second
+        text = err.read_text()
+        assert "Too many open files" in warnings()[0]
+        assert "Traceback" not in text and "out of system resource" not in text, text
+    finally:
+        for client in clients:
+            client.close()
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
