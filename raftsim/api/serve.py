@@ -111,8 +111,8 @@ class _CappedSite(web.BaseSite):
 
 
 class AcceptErrorLog:
-    """The loop's exception handler, except for failed accepts (asyncio reports each one,
-    about once a second per listening socket, with a traceback): one warning per
+    """The loop's exception handler, except for failed accepts (asyncio reports each one
+    with a traceback: 144 in 3.5 s measured with 100 clients waiting): one warning per
     ``interval`` seconds says what failed and how often."""
 
     MESSAGE: ClassVar[str] = "socket.accept() out of system resource"
