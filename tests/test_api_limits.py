@@ -30,6 +30,7 @@ from raftsim.api.serve import (
     bound_port,
     connection_cap,
 )
+from raftsim.api.standin import StandIn
 from raftsim.core.configuration import Configuration, ServerInfo
 from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
@@ -343,3 +344,22 @@ def test_running_out_of_file_descriptors_logs_one_line_not_one_per_accept(
         process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_an_absolute_form_request_to_a_follower_is_forwarded_as_its_path() -> None:
+    """The follower hands the leader the request's path, not the absolute URL (which the
+    leader could not serve)."""
+    with StandIn(3, acl_token=TOKEN) as servers:
+        leader = servers.leader()
+        follower = next(sid for sid in servers.ports if sid != leader)
+        port = servers.ports[follower]
+        request = (f"PUT http://127.0.0.1:{port}/v1/kv/via%20follower HTTP/1.1\r\nHost: x\r\n"
+                   f"X-Nomad-Token: {TOKEN}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request.encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"true"), answer
+        status, body = http("GET", f"{servers.url(leader)}/v1/kv/via%20follower", token=TOKEN)
+        assert (status, body) == (200, b"ok")
