@@ -267,6 +267,14 @@ def _acl_token(args: argparse.Namespace) -> str | None:
     from raftsim.live.launcher import ACL_TOKEN_ENV
 
     token = args.acl_token if args.acl_token is not None else os.environ.get(ACL_TOKEN_ENV)
+    if args.acl_token_file is not None:
+        if args.acl_token is not None:
+            raise UsageError("give --acl-token or --acl-token-file, not both")
+        try:
+            with open(args.acl_token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --acl-token-file: {exc}") from None
     if token is not None and not token.strip():
         raise UsageError("the ACL token must not be empty")
     return token or None
@@ -345,6 +353,9 @@ def _add_live_commands(sub: Any, bench_sub: Any) -> None:
     agent.add_argument("--acl-token", metavar="TOKEN", default=None,
                        help="turn ACLs on with this management token "
                             "(default: $RAFTSIM_ACL_TOKEN)")
+    agent.add_argument("--acl-token-file", metavar="PATH", default=None,
+                       help="read the management token from this file (keeps it out "
+                            "of the process list, as $RAFTSIM_ACL_TOKEN does)")
     agent.add_argument("--fsync", choices=("always", "never"), default="always",
                        help="fsync before acknowledging (default), or never (benchmarks)")
     agent.add_argument("--snapshot-threshold", type=_non_negative_int, default=8192,
@@ -375,6 +386,9 @@ def _add_live_commands(sub: Any, bench_sub: Any) -> None:
     cluster.add_argument("--acl-token", metavar="TOKEN", default=None,
                          help="turn ACLs on with this management token "
                               "(default: $RAFTSIM_ACL_TOKEN)")
+    cluster.add_argument("--acl-token-file", metavar="PATH", default=None,
+                         help="read the management token from this file (keeps it out "
+                              "of the process list, as $RAFTSIM_ACL_TOKEN does)")
     cluster.add_argument("--ready-file", metavar="PATH", default=None,
                          help="once a leader is elected, write the servers and the leader "
                               "here as JSON")

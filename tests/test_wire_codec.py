@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raftsim.core.configuration import Configuration, ServerInfo, encode_indexed
 from raftsim.core.messages import (
     MESSAGE_TYPES,
     AppendEntries,
@@ -29,6 +30,7 @@ from raftsim.core.settings import NodeSettings
 from raftsim.runtime.kv import MAX_VALUE_BYTES, encode_put
 from raftsim.wire import (
     MAX_FRAME_BYTES,
+    MAX_UINT,
     FrameError,
     MessageError,
     Notification,
@@ -45,7 +47,7 @@ from raftsim.wire import (
 
 # ---------------------------------------------------------------- strategies
 
-uints = st.one_of(st.integers(0, 1000), st.sampled_from([0, 2**31, 2**32, 2**63, 2**64 - 1]))
+uints = st.one_of(st.integers(0, 1000), st.sampled_from([0, 2**31, 2**32, MAX_UINT]))
 ids = st.text(max_size=12)  # any unicode, NUL included
 payloads = st.binary(max_size=48)  # NUL bytes included
 entries = st.builds(Entry, term=uints, index=uints, kind=st.sampled_from(EntryKind), data=payloads)
@@ -61,13 +63,48 @@ _BY_ANNOTATION: dict[str, st.SearchStrategy[Any]] = {
     "bytes": payloads,
     "tuple[Entry, ...]": entry_tuples,
 }
+CONFIG = Configuration((ServerInfo("s1", "10.0.0.1:4647"), ServerInfo("s\x00☃", "[::1]:1", False)))
+
+
+def _payload(kind: EntryKind, data: bytes) -> bytes:
+    """A payload of ``kind`` that a server could send, made from drawn bytes."""
+    if kind is EntryKind.COMMAND:
+        return encode_put(data.decode("latin-1"), data, len(data) or None)
+    if kind is EntryKind.CONFIGURATION:
+        return CONFIG.encode()
+    return b""
+
+
+def _as_sent(message: Message) -> Message:
+    """``message`` with its fields made consistent as a server's are (payloads that
+    decode, entries that follow each other, no term above the message's): the wire
+    refuses anything else, and ``test_wire_validation`` checks that it does."""
+    if isinstance(message, AppendEntries):
+        prev = min(message.prev_log_index, MAX_UINT - len(message.entries))
+        terms = sorted(max(e.term, message.prev_log_term) for e in message.entries)
+        fixed = tuple(Entry(term, prev + n, e.kind, _payload(e.kind, e.data))
+                      for n, (term, e) in enumerate(zip(terms, message.entries, strict=True),
+                                                    start=1))
+        top = max([message.term, message.prev_log_term, *terms])
+        return dataclasses.replace(message, term=top, prev_log_index=prev, entries=fixed)
+    if isinstance(message, InstallSnapshot):
+        data = msgpack.packb([message.last_included_index,
+                              [[message.source, message.data, 1, 1]]], use_bin_type=True)
+        return dataclasses.replace(
+            message, term=max(message.term, message.last_included_term),
+            configuration=encode_indexed(min(len(message.configuration),
+                                             message.last_included_index), CONFIG),
+            data=data)
+    if isinstance(message, RequestVote):
+        return dataclasses.replace(message, term=max(message.term, message.last_log_term))
+    return message
 
 
 def message_strategy(cls: type) -> st.SearchStrategy[Message]:
     """Every field drawn from its annotation, so a new field is covered at once."""
     return st.builds(
         cls, **{field.name: _BY_ANNOTATION[str(field.type)] for field in dataclasses.fields(cls)}
-    )
+    ).map(_as_sent)
 
 
 messages = st.one_of([message_strategy(cls) for cls in MESSAGE_TYPES])
@@ -124,11 +161,13 @@ def test_every_message_round_trips_through_a_notification_frame(message: Message
 
 def test_many_entries_and_odd_bytes_and_ids_round_trip() -> None:
     many = tuple(
-        Entry(7, i, EntryKind(i % 3), b"\x00" * (i % 5) + bytes([i % 256])) for i in range(1, 5001)
+        Entry(7, i, kind, _payload(kind, b"\x00" * (i % 5) + bytes([i % 256])))
+        for i, kind in ((i, EntryKind(i % 3)) for i in range(1, 5001))
     )
-    message = AppendEntries(7, "s\x00rvér-☃", "日本", 0, 0, many, 4999, 2**64 - 1)
+    message = AppendEntries(7, "s\x00rvér-☃", "日本", 0, 0, many, 4999, MAX_UINT)
     assert_identical(decode_message_bytes(encode_message(message)), message)
-    snapshot = InstallSnapshot(3, "", "🦀", 10, 2, b"\x00\x00", b"\x00" * 1000 + b"\xff")
+    data = msgpack.packb([10, [["\x00", b"\x00" * 1000 + b"\xff", 3, 2]]], use_bin_type=True)
+    snapshot = InstallSnapshot(3, "", "🦀", 10, 2, encode_indexed(4, CONFIG), data)
     assert_identical(decode_message_bytes(encode_message(snapshot)), snapshot)
 
 
@@ -153,11 +192,11 @@ def test_the_wire_layout_is_positional_fields_in_declaration_order() -> None:
         target="s2",
         prev_log_index=4,
         prev_log_term=2,
-        entries=(Entry(3, 5, EntryKind.NOOP, b""), Entry(3, 6, EntryKind.COMMAND, b"x\x00")),
+        entries=(Entry(3, 5, EntryKind.NOOP, b""), Entry(3, 6, EntryKind.COMMAND, b"\x90")),
         leader_commit=4,
         context=9,
     )
-    wire_entries = [[3, 5, 1, b""], [3, 6, 0, b"x\x00"]]
+    wire_entries = [[3, 5, 1, b""], [3, 6, 0, b"\x90"]]
     expected = [2, "AppendEntries", [3, "s1", "s2", 4, 2, wire_entries, 4, 9]]
     assert encode_message(message) == msgpack.packb(expected, use_bin_type=True)
 
@@ -228,13 +267,13 @@ def with_entry(entry: object) -> list[Any]:
 @pytest.mark.parametrize(
     ("params", "complaint"),
     [
-        (with_param(0, "1"), r"AppendEntries\.term must be a non-negative int, got str '1'"),
-        (with_param(0, True), r"AppendEntries\.term must be a non-negative int, got bool True"),
-        (with_param(0, 1.0), r"AppendEntries\.term must be a non-negative int, got float"),
-        (with_param(0, None), r"AppendEntries\.term must be a non-negative int, got nil"),
+        (with_param(0, "1"), r"AppendEntries\.term must be an int in \[0, 2\*\*63\), got str '1'"),
+        (with_param(0, True), r"AppendEntries\.term must be an int in \[0, 2\*\*63\), got bool"),
+        (with_param(0, 1.0), r"AppendEntries\.term must be an int in \[0, 2\*\*63\), got float"),
+        (with_param(0, None), r"AppendEntries\.term must be an int in \[0, 2\*\*63\), got nil"),
         (
             with_param(3, -1),
-            r"AppendEntries\.prev_log_index must be a non-negative int, got int -1",
+            r"AppendEntries\.prev_log_index must be an int in \[0, 2\*\*63\), got int -1",
         ),
         (with_param(1, b"a"), r"AppendEntries\.source must be a str, got bin of 1 bytes"),
         (with_param(5, {"a": 1}), r"AppendEntries\.entries must be an array of entries, got map"),
@@ -243,8 +282,8 @@ def with_entry(entry: object) -> list[Any]:
         (with_entry([1, 2, -1, b""]), r"entries\[1\]\.kind must be an EntryKind"),
         (with_entry([1, 2, True, b""]), r"entries\[1\]\.kind must be an EntryKind .*got bool"),
         (with_entry([1, 2, 0, "x"]), r"entries\[1\]\.data must be bin, got str 'x'"),
-        (with_entry([1, -2, 0, b""]), r"entries\[1\]\.index must be a non-negative int"),
-        (with_entry([False, 2, 0, b""]), r"entries\[1\]\.term must be a non-negative int"),
+        (with_entry([1, -2, 0, b""]), r"entries\[1\]\.index must be an int in \[0, 2\*\*63\)"),
+        (with_entry([False, 2, 0, b""]), r"entries\[1\]\.term must be an int in \[0, 2\*\*63\)"),
         (with_entry([1, 2, 0]), r"entries\[1\] takes 4 params \[term, index, kind, data\], got 3"),
         (with_entry([1, 2, 0, b"", 5]), r"entries\[1\] takes 4 params"),
         (with_entry({"term": 1}), r"entries\[1\] must be an array \[term, index, kind, data\]"),
@@ -271,8 +310,8 @@ def test_append_entries_with_wrong_params_is_rejected(params: list[Any], complai
          r"configuration must be bin, got str"),
         ("InstallSnapshot", [1, "a", "b", 1, 1, b"", b"", 0, 1], r"done must be a bool, got int"),
         ("InstallSnapshotResponse", [1, "a", "b", -5, 0, 0, 0],
-         r"match_index must be a non-negative"),
-        ("InstallSnapshotResponse", [1, "a", "b", 5, 0, -1, 0], r"offset must be a non-negative"),
+         r"match_index must be an int in"),
+        ("InstallSnapshotResponse", [1, "a", "b", 5, 0, -1, 0], r"offset must be an int in"),
         ("TimeoutNow", [1, "a"], r"TimeoutNow takes 3 params \[term, source, target\], got 2"),
         ("TimeoutNow", [1, "a", ["b"]], r"TimeoutNow\.target must be a str, got array"),
         ("AppendEntriesResponse", [1, "a", "b", 0, 0, 0, 0, 0], r"success must be a bool, got int"),

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raftsim.core.configuration import Configuration, ServerInfo, encode_indexed
 from raftsim.core.messages import (
     AppendEntries,
     Entry,
@@ -292,7 +293,9 @@ def test_many_small_frames_in_one_feed_are_not_limited_by_the_buffer() -> None:
 
 
 def test_the_longest_bin_fits_in_one_frame_with_the_defaults() -> None:
-    snapshot = InstallSnapshot(9, "s1", "s2", 10**6, 8, b"\x00cfg", bytes(MAX_BYTES_LEN))
+    configuration = encode_indexed(1, Configuration((ServerInfo("s1", "h:1"),)))
+    chunk = bytes(MAX_BYTES_LEN - len(configuration) - 64)
+    snapshot = InstallSnapshot(9, "s1", "s2", 10**6, 8, configuration, chunk)
     data = encode_message(snapshot)
     assert len(data) <= MAX_FRAME_BYTES
     assert decode_message_bytes(data) == snapshot

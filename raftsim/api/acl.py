@@ -32,7 +32,9 @@ class Acl:
             return True
         if not token:
             return False
-        return hmac.compare_digest(token.encode(), self._token)
+        # aiohttp hands header bytes that are not UTF-8 over as lone surrogates; they
+        # go back to those bytes here, which match no token (and never raise).
+        return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._token)
 
     def __repr__(self) -> str:
         return f"Acl(enabled={self.enabled})"

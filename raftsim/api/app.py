@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from yarl import URL
 
 from raftsim.api import agent, autopilot, kv, operator, status
 from raftsim.api.acl import Acl
@@ -46,6 +49,37 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
     return response
 
 
+@web.middleware
+async def origin_form(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Serve an absolute-form request target (``GET http://host:port/v1/... HTTP/1.1``,
+    which RFC 9112 says a server must accept) as its origin form, ``/v1/...``: handlers
+    and forwarding read the raw path, escapes and all."""
+    raw = request.raw_path
+    if not raw.startswith("/"):
+        parts = urlsplit(raw)
+        origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        request = request.clone(rel_url=URL(origin, encoded=True))
+    return await handler(request)
+
+
+@web.middleware
+async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On a real port, read the whole body within the body timeout before the handler
+    runs (aiohttp would wait for a half-sent body forever); 408 otherwise. A body that
+    is already here (every in-memory exchange) is not waited for at all."""
+    timeout = request.app[STATE].body_timeout
+    if timeout is not None and request.body_exists and not request.content.is_eof():
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()  # kept by aiohttp for the handler's own read()
+        except TimeoutError:
+            response = text_response(
+                408, f"the request body did not arrive within {timeout:g} s")
+            response.force_close()
+            return response
+    return await handler(request)
+
+
 def build_app(
     server: Server,
     *,
@@ -66,7 +100,8 @@ def build_app(
     """
     if leader_hold < 0 or request_timeout <= 0:
         raise ValueError("leader_hold must be >= 0 and request_timeout > 0")
-    app = web.Application(middlewares=[answer_errors], client_max_size=MAX_VALUE_BYTES)
+    app = web.Application(middlewares=[answer_errors, origin_form, read_body_in_time],
+                          client_max_size=MAX_VALUE_BYTES)
     app[STATE] = ApiState(server=server, directory=directory or MemberDirectory(),
                           acl=acl or Acl(), leader_hold=leader_hold,
                           request_timeout=request_timeout, created_at=server.loop.time(),

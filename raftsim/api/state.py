@@ -23,6 +23,9 @@ class ApiState:
     leader_hold: float = 5.0
     #: how long a write waits to commit (and a linearizable read to be confirmed)
     request_timeout: float = 5.0
+    #: how long a request's body may take to arrive after its headers (None: no limit;
+    #: ``serve_http`` sets it for a real port, where a client can send half a body)
+    body_timeout: float | None = None
     #: when the application was built (the base of LastContact before any contact)
     created_at: float = 0.0
     #: seconds to add to the server's loop time to get Unix time, for the times the

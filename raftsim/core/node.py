@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from raftsim.core import quorum
@@ -163,10 +163,15 @@ class RaftNode:
         snapshot: Snapshot | None = None,
         entries: list[Entry] | None = None,
         now: float = 0.0,
+        snapshot_check: Callable[[bytes], str | None] | None = None,
     ) -> None:
         self.id = node_id
         self.settings = settings
         self._rng = rng
+        #: what is wrong with an assembled snapshot's state machine data, or None. The
+        #: state machine's format is not the core's business, but a snapshot that
+        #: arrives in chunks can only be checked whole, here, before it replaces the log.
+        self._snapshot_check = snapshot_check
         hs = hard_state or HardState()
         self.term = hs.term
         self.voted_for = hs.voted_for
@@ -318,7 +323,11 @@ class RaftNode:
         elif isinstance(m, InstallSnapshotResponse):
             self._handle_snapshot_response(m, now)
         elif isinstance(m, TimeoutNow):
-            if self.promotable and self.role is not Role.LEADER:
+            if self.leader_id is not None and m.source != self.leader_id:
+                # Only the leader hands leadership over (§3.10); a TimeoutNow from anyone
+                # else would let any server start elections at will.
+                self._event("timeout-now-ignored", source=m.source, leader=self.leader_id)
+            elif self.promotable and self.role is not Role.LEADER:
                 self._event("timeout-now", source=m.source)
                 self._campaign(now, pre_vote=False, transfer=True)
         return self._ready()
@@ -651,15 +660,20 @@ class RaftNode:
                 hint = last_of_term + 1 if last_of_term is not None else m.conflict_index
             else:
                 hint = m.conflict_index
-            pr.next = max(pr.match + 1, min(hint, rejected))
+            # Never past our own log, whatever the follower says (a hint past it would
+            # make the next AppendEntries start where there is nothing to send).
+            pr.next = min(max(pr.match + 1, min(hint, rejected)), self.log.last_index + 1)
             pr.state = ReplicationState.PROBE
             pr.clear_inflight()
             pr.paused = False
             self._send_append(m.source, now, allow_empty=True)
             return
-        progressed = m.match_index > pr.match
+        # A follower cannot hold more than the leader sent it: a larger claim (only a
+        # forged or corrupted message makes one) would commit past the log.
+        match = min(m.match_index, self.log.last_index)
+        progressed = match > pr.match
         if progressed:
-            pr.match = m.match_index
+            pr.match = match
         while pr.inflight and pr.inflight[0][0] <= pr.match:
             pr.inflight_bytes -= pr.inflight.popleft()[2]
         if pr.state is ReplicationState.PROBE or (
@@ -888,6 +902,13 @@ class RaftNode:
         self.pending_snapshot = None
         chunks = pending.chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        problem = self._snapshot_check(data) if self._snapshot_check is not None else None
+        if problem is not None:
+            # Not what a leader sends (a forged or corrupted stream): refuse it whole and
+            # answer nothing; a real leader's stream times out and starts again.
+            self._event("snapshot-refused", index=m.last_included_index, source=m.source,
+                        problem=problem)
+            return
         snap = Snapshot(m.last_included_index, m.last_included_term, pending.configuration,
                         data)
         self.log.compact(snap.index, snap.term)
@@ -915,8 +936,9 @@ class RaftNode:
             return
         pr.recent_active = True
         pr.last_response = now
-        if m.match_index > pr.match:
-            pr.match = m.match_index
+        match = min(m.match_index, self.log.last_index)  # as for AppendEntriesResponse
+        if match > pr.match:
+            pr.match = match
             self._maybe_commit(now)
         if self.role is not Role.LEADER:
             return

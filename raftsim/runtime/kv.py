@@ -17,12 +17,14 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from raftsim.wire.payload import command_problem
+
 MAX_KEY_BYTES = 512
 MAX_VALUE_BYTES = 512 * 1024
 
 
 class CommandError(ValueError):
-    """A command that does not decode: it is applied as a no-op with this error."""
+    """A command that is not one this store applies; a leader refuses to propose it."""
 
 
 class KVItem(NamedTuple):
@@ -52,16 +54,14 @@ def encode_delete(key: str) -> bytes:
 _BATCH_TAG = msgpack.packb("batch")
 
 
-def check_command(command: bytes) -> None:
-    """Raise CommandError unless ``command`` is exactly one msgpack value (what a batch
-    can embed: anything else would shift every command after it)."""
-    try:
-        _unpack(command)
-    except Exception as exc:
-        raise CommandError(f"a command must be one msgpack value: {exc}") from None
-
-
-_unpack = msgpack.unpackb
+def check_command(command: bytes, *, batch: bool = True) -> None:
+    """Raise CommandError unless ``command`` is one command this store applies: the
+    followers' wire refuses an AppendEntries carrying anything else (``wire.payload``),
+    so a leader proposing it would wedge replication. ``batch=False`` also refuses a
+    batch: what group commit may put into one (batches do not nest)."""
+    problem = command_problem(command, batch=batch)
+    if problem is not None:
+        raise CommandError(f"not a key-value command: {problem}")
 
 
 def encode_batch(commands: Sequence[bytes]) -> bytes:

@@ -56,6 +56,7 @@ from raftsim.wire import (
     encode_frame,
     encode_message,
 )
+from raftsim.wire.payload import snapshot_data_problem
 
 #: observer(server_id, term, kind, fields): every state change worth tracing
 Observer = Callable[[str, int, str, dict[str, Any]], None]
@@ -196,7 +197,7 @@ class Server:
             self.kv.restore(state.snapshot.data)
         self.node = RaftNode(self.id, self.settings, self.rng, hard_state=state.hard_state,
                              snapshot=state.snapshot, entries=state.entries,
-                             now=self.loop.time())
+                             now=self.loop.time(), snapshot_check=snapshot_data_problem)
         self.paused = False
         self._emit("start", {"last_index": self.node.log.last_index,
                              "last_term": self.node.log.last_term,
@@ -329,10 +330,12 @@ class Server:
 
     async def propose(self, command: bytes, *, timeout: float = 5.0) -> bool:
         """Append ``command`` as leader and wait until it is committed and applied.
-        Returns the state machine's result (False: a compare-and-set that failed)."""
+        Returns the state machine's result (False: a compare-and-set that failed).
+        Raises CommandError for bytes that are no key-value command."""
         if self.group_commit:
             return await self._await_submitted(command, timeout)
         node = self._require_node()
+        check_command(command)
         ready = node.propose(command, self.loop.time())
         assert ready.proposed is not None
         return await self._await_entry(ready, timeout)
@@ -379,13 +382,13 @@ class Server:
         applied, or with the exception that failed it (NotLeader if leadership was lost
         before the entry was appended); it runs inside the server's processing, so it
         must not raise. Raises NotLeader or ProposalDropped at once when this server
-        cannot take proposals now, CommandError if ``command`` is not one msgpack value
-        (it could not share an entry)."""
+        cannot take proposals now, CommandError if ``command`` is no key-value command
+        (the followers would refuse it, and it could not share an entry)."""
         node = self.node
         if (node is None or node.role is not Role.LEADER or node.transfer_target is not None
                 or not self.group_commit):
             self._refuse(node)
-        check_command(command)
+        check_command(command, batch=False)
         self._queued.append((command, done))
         self._schedule_flush()
 

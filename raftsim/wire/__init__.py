@@ -15,6 +15,7 @@ from raftsim.wire.framing import (
     MAX_BYTES_LEN,
     MAX_CONTAINER_LEN,
     MAX_FRAME_BYTES,
+    MAX_FRAME_ELEMENTS,
     MAX_MSGID,
     MAX_NESTING_DEPTH,
     Frame,
@@ -27,13 +28,16 @@ from raftsim.wire.framing import (
     decode_frame,
     encode_frame,
 )
+from raftsim.wire.payload import MAX_UINT
 
 __all__ = [
     "MAX_BYTES_LEN",
     "MAX_CONTAINER_LEN",
     "MAX_FRAME_BYTES",
+    "MAX_FRAME_ELEMENTS",
     "MAX_MSGID",
     "MAX_NESTING_DEPTH",
+    "MAX_UINT",
     "Frame",
     "FrameDecoder",
     "FrameError",

@@ -4,8 +4,16 @@ A Raft message travels as a msgpack-rpc notification ``[2, method, params]``: th
 is the message's class name (``"AppendEntries"``), the params are its fields in
 declaration order, and an entry is ``[term, index, kind, data]``. bytes travel as msgpack
 bin, str as str, bool as bool. Decoding is exact, because the bytes may come from anyone:
-an int field must be a non-negative int (not a bool), a bool a bool, bytes bytes, an
+an int field must be an int in [0, 2**63) (not a bool), a bool a bool, bytes bytes, an
 entry kind a valid :class:`EntryKind`; anything else raises :class:`MessageError`.
+
+Then what the fields say together is checked (``_MESSAGE_CHECKS``), and the payloads the
+core or the state machine will decode (``payload.py``): an AppendEntries' entries follow
+its ``prev_log_index`` one by one with terms that never go down nor pass the message's
+term, and each carries a payload a server would send; an InstallSnapshot's configuration
+and data decode. A message that fails is refused whole, before any server acts on it: a
+forged one must not reach a log, a disk or a state machine. Terms stop below 2**63 so a
+forged huge term cannot leave a cluster with no next term to elect a leader in.
 
 Speed: the simulator pushes ~100,000 messages per wall second through here. So each
 message type gets its own encoder and decoder, generated once at import from the
@@ -30,7 +38,15 @@ from typing import Any, Final
 
 import msgpack
 
-from raftsim.core.messages import MESSAGE_TYPES, Entry, EntryKind, Message
+from raftsim.core.messages import (
+    MESSAGE_TYPES,
+    AppendEntries,
+    Entry,
+    EntryKind,
+    InstallSnapshot,
+    Message,
+    RequestVote,
+)
 from raftsim.wire.framing import (
     NOTIFICATION,
     Notification,
@@ -38,6 +54,12 @@ from raftsim.wire.framing import (
     describe_value,
     frame_from_object,
     unpack_whole,
+)
+from raftsim.wire.payload import (
+    MAX_UINT,
+    command_problem,
+    configuration_problem,
+    snapshot_configuration_problem,
 )
 
 
@@ -74,7 +96,7 @@ _WIRE_KINDS: Final[dict[object, str]] = {
 _ENTRY_KINDS: Final[dict[int, EntryKind]] = {int(kind): kind for kind in EntryKind}
 _ENTRY_KIND_NAMES: Final = ", ".join(f"{k}={v.name}" for k, v in _ENTRY_KINDS.items())
 _EXPECTED: Final = {
-    _UINT: "a non-negative int",
+    _UINT: "an int in [0, 2**63)",
     _STR: "a str",
     _BOOL: "a bool",
     _BYTES: "bin",
@@ -127,7 +149,7 @@ FAST_CONSTRUCTION: Final[dict[str, bool]] = {
 
 def _value_ok(kind: str, value: object) -> bool:
     if kind == _UINT:
-        return type(value) is int and value >= 0
+        return type(value) is int and 0 <= value <= MAX_UINT
     if kind == _STR:
         return type(value) is str
     if kind == _BOOL:
@@ -166,13 +188,88 @@ def _invalid(cls: type, layout: _Layout, params: object) -> MessageError:
     return MessageError(problem or f"{cls.__name__} params are invalid")
 
 
+# ---------------------------------------------------------------- what fields say together
+
+
+def _append_entries_problem(m: AppendEntries) -> str | None:
+    """Entries that could not be appended as they are (an index gap fails the log's
+    append), terms no leader could have sent, or payloads a server would not send.
+    (Every follower runs this on every AppendEntries: the loop says nothing until it
+    finds a problem, then ``_entry_problem`` says what.)"""
+    top = m.term
+    if m.prev_log_term > top:
+        return f"prev_log_term {m.prev_log_term} is above the message's term {top}"
+    index, term = m.prev_log_index, m.prev_log_term
+    command, noop = EntryKind.COMMAND, EntryKind.NOOP
+    for entry in m.entries:
+        index += 1
+        entry_term = entry.term
+        kind = entry.kind
+        if (entry.index != index or not term <= entry_term <= top
+                or (command_problem(entry.data) is not None if kind is command
+                    else entry.data != b"" if kind is noop
+                    else configuration_problem(entry.data) is not None)):
+            return _entry_problem(m, index - m.prev_log_index - 1)
+        term = entry_term
+    return None
+
+
+def _entry_problem(m: AppendEntries, position: int) -> str:
+    """What is wrong with ``m.entries[position]``, the first entry that is wrong."""
+    entry = m.entries[position]
+    where = f"entries[{position}]"
+    before = m.entries[position - 1].term if position else m.prev_log_term
+    if entry.index != m.prev_log_index + position + 1:
+        return f"{where}.index must be {m.prev_log_index + position + 1}, got {entry.index}"
+    if entry.term > m.term:
+        return f"{where}.term {entry.term} is above the message's term {m.term}"
+    if entry.term < before:
+        return f"{where}.term {entry.term} is below the term before it ({before})"
+    if entry.kind is EntryKind.COMMAND:
+        return f"{where} is not a valid command: {command_problem(entry.data)}"
+    if entry.kind is EntryKind.NOOP:
+        return f"{where}: a NOOP entry carries no data"
+    return f"{where} is not a valid configuration: {configuration_problem(entry.data)}"
+
+
+def _install_snapshot_problem(m: InstallSnapshot) -> str | None:
+    """A snapshot travels in chunks, so only its configuration (sent with every chunk)
+    is checked here; its data can only be checked once assembled, which the core does
+    with ``payload.snapshot_data_problem`` (the runtime hands it in)."""
+    if m.last_included_term > m.term:
+        return (f"last_included_term {m.last_included_term} is above the message's term "
+                f"{m.term}")
+    problem = snapshot_configuration_problem(m.configuration, m.last_included_index)
+    if problem is not None:
+        return f"configuration is not valid: {problem}"
+    return None
+
+
+def _request_vote_problem(m: RequestVote) -> str | None:
+    if m.last_log_term > m.term:
+        return f"last_log_term {m.last_log_term} is above the message's term {m.term}"
+    return None
+
+
+#: Checks of a decoded message as a whole: what is wrong with it, or None.
+_MESSAGE_CHECKS: Final[dict[type, Callable[[Any], str | None]]] = {
+    AppendEntries: _append_entries_problem,
+    InstallSnapshot: _install_snapshot_problem,
+    RequestVote: _request_vote_problem,
+}
+
+
+def _refuse(cls: type, problem: str) -> MessageError:
+    return MessageError(f"{cls.__name__}: {problem}")
+
+
 # ---------------------------------------------------------------- generated code
 
 
 def _test(kind: str, v: str) -> str:
     """The fast-path test that local ``v`` is a valid value of ``kind``."""
     return {
-        _UINT: f"type({v}) is int and {v} >= 0",
+        _UINT: f"type({v}) is int and 0 <= {v} <= max_uint",
         _STR: f"type({v}) is str",
         _BOOL: f"type({v}) is bool",
         _BYTES: f"type({v}) is bytes",
@@ -238,8 +335,14 @@ def _generate(cls: type) -> tuple[Callable[[Any], bytes], Callable[[list[Any]], 
         f"    if len(p) != {len(layout)}:",
         f"        {fail}",
         *(f"    {line}" for line in _record_lines(cls, layout, "p", "m", fail)),
-        "    return m",
     ]
+    if cls in _MESSAGE_CHECKS:
+        lines += [
+            "    problem = check(m)",
+            "    if problem is not None:",
+            "        raise refuse(cls, problem)",
+        ]
+    lines.append("    return m")
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {
         "pack": msgpack.Packer(use_bin_type=True).pack,
@@ -250,6 +353,9 @@ def _generate(cls: type) -> tuple[Callable[[Any], bytes], Callable[[list[Any]], 
         "new": object.__new__,
         "invalid": _invalid,
         "entry_kinds": _ENTRY_KINDS,
+        "max_uint": MAX_UINT,
+        "check": _MESSAGE_CHECKS.get(cls),
+        "refuse": _refuse,
     }
     for prefix, built in (("m", cls), ("e", Entry)):
         for i, setter in enumerate(_slot_setters(built) or ()):

@@ -22,11 +22,14 @@ included). msgpack checks an array, map or ext header against its limit as soon 
 reads it, but a str or bin header only once its body has arrived: until then a lying
 length (a bin32 claiming 4 GiB) is bounded by the buffer limit instead.
 
-What the limits do not bound tightly is the Python objects a frame decodes to: a frame
-made only of empty arrays or maps costs about 70 bytes of memory per input byte (measured:
-16 MiB in, 1.1 GiB resident), so ~290 MiB for a frame at the default 4 MiB limit; and
-nested array headers preallocate up to ``1024 * 8 * max_container_len`` bytes of (lazily
-zeroed) list space, since msgpack nests 1024 deep.
+The Python objects a frame decodes to are bounded by :data:`MAX_FRAME_ELEMENTS`: every
+value inside an array or map counts, and so does each array or map. Without it a frame
+made only of empty arrays cost about 70 bytes of memory per input byte and blocked the
+event loop while it was built (measured: 4 MiB in, 280 MiB resident, 1.1 s; 4.3 s as a
+request, whose nesting is then walked). A server's own frames hold a few hundred elements
+(an AppendEntries is about five per entry; payloads are bin). msgpack still preallocates
+list space from nested array headers before their elements arrive (lazily zeroed, up to
+``1024 * 8 * max_container_len`` bytes, since msgpack nests 1024 deep).
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 MAX_BYTES_LEN: Final = MAX_FRAME_BYTES - 64 * 1024
 #: Most elements in one array or map (an AppendEntries batch is one array of entries).
 MAX_CONTAINER_LEN: Final = 1 << 16
+#: Most elements in one frame: the values in all its arrays and maps, plus the arrays and
+#: maps themselves (see the module docstring). Far above what a server sends (an
+#: AppendEntries of 64 entries holds ~330), far below what costs a second to build.
+MAX_FRAME_ELEMENTS: Final = 1 << 17
 #: Deepest nesting accepted in a Request's params or a Response's error/result, so that
 #: handlers can repr or JSON-encode what they are given without a RecursionError.
 #: (Notification params are checked exactly by ``codec.decode_message`` instead.)
@@ -156,6 +163,24 @@ def _reject_ext(code: int, data: bytes) -> object:
     raise FrameError(f"msgpack ext types are not allowed (got ext type {code})")
 
 
+class _ElementCount:
+    """The list and map hook that counts a frame's elements as msgpack builds them and
+    stops it past ``limit`` (msgpack builds each array or map once, even when its bytes
+    arrive over many feeds, so the count is exact)."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.count = 0
+        self.limit = limit
+
+    def __call__(self, container: Any) -> Any:
+        self.count += len(container) + 1
+        if self.count > self.limit:
+            raise FrameError(f"a frame with more than {self.limit} elements")
+        return container
+
+
 def _too_deep(value: object, limit: int) -> bool:
     """Whether arrays/maps in ``value`` nest more than ``limit`` deep (iterative: the
     value may be deeper than Python's recursion limit)."""
@@ -235,6 +260,8 @@ def unpack_whole(data: bytes) -> Any:
             return msgpack.unpackb(
                 data, raw=False, strict_map_key=True, max_ext_len=0, ext_hook=_reject_ext
             )
+        # A frame of at most MAX_FRAME_ELEMENTS bytes cannot hold more elements.
+        count = _ElementCount(MAX_FRAME_ELEMENTS) if size > MAX_FRAME_ELEMENTS else None
         return msgpack.unpackb(
             data,
             raw=False,
@@ -245,6 +272,8 @@ def unpack_whole(data: bytes) -> Any:
             max_str_len=MAX_BYTES_LEN,
             max_array_len=MAX_CONTAINER_LEN,
             max_map_len=MAX_CONTAINER_LEN,
+            list_hook=count,
+            object_hook=count,
         )
     except FrameError:
         raise
@@ -322,7 +351,8 @@ class FrameDecoder:
     ``feed`` call as the error are dropped with it; Raft tolerates lost messages.
     """
 
-    __slots__ = ("max_buffer_bytes", "_unpacker", "_received", "_frame_start", "_error")
+    __slots__ = ("max_buffer_bytes", "_unpacker", "_received", "_frame_start", "_error",
+                 "_elements")
 
     def __init__(
         self,
@@ -330,15 +360,18 @@ class FrameDecoder:
         max_buffer_bytes: int = MAX_FRAME_BYTES,
         max_container_len: int = MAX_CONTAINER_LEN,
         max_bytes_len: int = MAX_BYTES_LEN,
+        max_elements: int = MAX_FRAME_ELEMENTS,
     ) -> None:
         for name, limit in (
             ("max_buffer_bytes", max_buffer_bytes),
             ("max_container_len", max_container_len),
             ("max_bytes_len", max_bytes_len),
+            ("max_elements", max_elements),
         ):
             if type(limit) is not int or limit < 1:
                 raise ValueError(f"{name} must be a positive int, got {limit!r}")
         self.max_buffer_bytes = max_buffer_bytes
+        self._elements = _ElementCount(max_elements)
         self._unpacker = msgpack.Unpacker(
             raw=False,
             strict_map_key=True,
@@ -351,6 +384,8 @@ class FrameDecoder:
             max_array_len=max_container_len,
             max_map_len=max_container_len,
             max_ext_len=0,
+            list_hook=self._elements,
+            object_hook=self._elements,
         )
         self._received = 0  # stream offset just past the last byte fed
         self._frame_start = 0  # stream offset where the next frame starts
@@ -399,6 +434,7 @@ class FrameDecoder:
                     f"a frame of {end - self._frame_start} bytes is over the limit of {limit}"
                 )
             self._frame_start = end
+            self._elements.count = 0
             frames.append(frame_from_object(obj))
         if self._received - self._frame_start > limit:
             raise FrameError(
