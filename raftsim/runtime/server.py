@@ -13,7 +13,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from raftsim.core.configuration import ConfigChange, Configuration
 from raftsim.core.errors import ChangeNotAllowedYet, NotLeader, ProposalDropped
@@ -22,6 +22,7 @@ from raftsim.core.node import RaftNode
 from raftsim.core.ready import Ready, Role
 from raftsim.core.settings import NodeSettings
 from raftsim.runtime.errors import (
+    CallInterrupted,
     LeadershipLost,
     NoClusterLeader,
     RequestTimeout,
@@ -68,8 +69,33 @@ class Transport(Protocol):
         ...
 
 
+@runtime_checkable
+class Connection(Protocol):
+    """One connection of a connection-oriented transport (TCP): a request is answered on
+    the connection it came on, a response is accepted only from the one its call went
+    on (so an answer never reaches another connection, or another incarnation)."""
+
+    def send(self, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class ConnectionTransport(Protocol):
+    """A transport with connections (the live world's); the simulated network has none."""
+
+    def connection_to(self, target: str) -> Connection | None: ...
+
+
 class RemoteError(Exception):
     """A forwarded RPC that the remote server answered with an error."""
+
+
+@dataclass(slots=True)
+class _Call:
+    """A request in flight: who it went to, on which connection (None: no connections)."""
+
+    target: str
+    connection: object
+    future: asyncio.Future[Any]
 
 
 @dataclass(slots=True)
@@ -119,7 +145,10 @@ class Server:
         self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._next_read_id = 0
         self._rpc_id = 0
-        self._rpcs: dict[int, asyncio.Future[Any]] = {}
+        self._rpcs: dict[int, _Call] = {}
+        #: responses dropped because they came from another peer or connection than
+        #: their call went to (or for no call at all)
+        self.stray_responses = 0
         #: set and replaced whenever commit, role or leader changes: waiters re-check
         self._changed = asyncio.Event()
         self.apply_results: dict[int, bool] = {}
@@ -178,9 +207,9 @@ class Server:
             self._timer.cancel()
         self._timer, self._timer_when = None, float("inf")
         self._fail_all(ServerStopped())
-        for fut in self._rpcs.values():
-            if not fut.done():
-                fut.set_exception(ServerStopped())
+        for call in self._rpcs.values():
+            if not call.future.done():
+                call.future.set_exception(ServerStopped())
         self._rpcs.clear()
         self._signal_change()
 
@@ -234,7 +263,8 @@ class Server:
             return
         self._process(node.step(message, self.loop.time()))
 
-    def receive_frame(self, source: str, frame: Frame) -> None:
+    def receive_frame(self, source: str, frame: Frame, connection: object = None) -> None:
+        """A frame from ``source``, on ``connection`` (None where there are none)."""
         node = self.node
         if node is None:
             return
@@ -246,16 +276,31 @@ class Server:
                 return
             self._process(node.step(message, self.loop.time()))
         elif isinstance(frame, Request):
-            self.loop.create_task(self._serve_rpc(source, frame))
+            self.loop.create_task(self._serve_rpc(source, frame, connection))
         elif isinstance(frame, Response):
-            fut = self._rpcs.pop(frame.msgid, None)
-            if fut is not None and not fut.done():
+            call = self._rpcs.get(frame.msgid)
+            if call is None or call.target != source or call.connection is not connection:
+                self.stray_responses += 1
+                self._emit("stray-response", {"source": source, "msgid": frame.msgid})
+                return
+            del self._rpcs[frame.msgid]
+            if not call.future.done():
                 if frame.error is not None:
-                    fut.set_exception(RemoteError(str(frame.error)))
+                    call.future.set_exception(RemoteError(str(frame.error)))
                 else:
-                    fut.set_result(frame.result)
+                    call.future.set_result(frame.result)
 
-    async def _serve_rpc(self, source: str, request: Request) -> None:
+    def connection_closed(self, connection: object) -> None:
+        """The transport closed ``connection``: its calls will get no answer."""
+        for msgid, call in list(self._rpcs.items()):
+            if call.connection is connection:
+                del self._rpcs[msgid]
+                if not call.future.done():
+                    call.future.set_exception(CallInterrupted(
+                        f"the connection to {call.target} closed before it answered"))
+
+    async def _serve_rpc(self, source: str, request: Request,
+                         connection: object = None) -> None:
         handler = self.rpc_handlers.get(request.method)
         error: Any = None
         result: Any = None
@@ -266,8 +311,13 @@ class Server:
                 result = await handler(source, request.params)
             except Exception as exc:  # the caller gets the message, we keep serving
                 error = str(exc) or type(exc).__name__
-        if self.node is not None:
-            self.transport.send(source, encode_frame(Response(request.msgid, error, result)))
+        if self.node is None:
+            return
+        answer = encode_frame(Response(request.msgid, error, result))
+        if isinstance(connection, Connection):
+            connection.send(answer)  # on its connection, or nowhere if that one closed
+        else:
+            self.transport.send(source, answer)
 
     # ------------------------------------------------------------------ client API
 
@@ -407,13 +457,26 @@ class Server:
 
     async def call(self, target: str, method: str, params: list[Any], *,
                    timeout: float = 5.0) -> Any:
-        """A msgpack-rpc request to another server (used to forward to the leader)."""
+        """A msgpack-rpc request to another server (used to forward to the leader).
+        Over a connection-oriented transport, fails at once with CallInterrupted when
+        there is no connection to ``target`` (the request was not sent) and as soon as
+        the connection it went on closes (it may or may not have been carried out)."""
         self._require_node()
+        connection: Connection | None = None
+        transport = self.transport
+        if isinstance(transport, ConnectionTransport):
+            connection = transport.connection_to(target)
+            if connection is None:
+                raise CallInterrupted(f"not connected to {target}", sent=False)
         self._rpc_id += 1
         msgid = self._rpc_id
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self._rpcs[msgid] = fut
-        self.transport.send(target, encode_frame(Request(msgid, method, params)))
+        self._rpcs[msgid] = _Call(target, connection, fut)
+        data = encode_frame(Request(msgid, method, params))
+        if connection is not None:
+            connection.send(data)
+        else:
+            transport.send(target, data)
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
