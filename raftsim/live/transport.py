@@ -3,7 +3,7 @@
 Every server dials each server of its configuration (and each ``--peer``) that it has no
 connection to, and redials with backoff when the connection drops; a server that is not
 in any configuration yet (waiting to be added) only accepts. Of two servers, the one with
-the larger id waits a moment (``backoff_max``) before it dials, so that at start-up the
+the larger id waits a moment (``backoff_min``) before it dials, so that at start-up the
 smaller one's connection usually arrives first. A message for a peer with no connection is
 dropped, as a lost message is something Raft already survives.
 
@@ -568,7 +568,7 @@ class TcpTransport:
                     continue
                 if self.id > peer:
                     # let the smaller id's dial arrive first (one connection, not two)
-                    await asyncio.sleep(settings.backoff_max)
+                    await asyncio.sleep(settings.backoff_min)
                     if peer in self._links or self._closing:
                         continue
                 try:

@@ -456,11 +456,14 @@ class Server:
                 raise RequestTimeout("timed out waiting for leadership transfer")
 
     async def call(self, target: str, method: str, params: list[Any], *,
-                   timeout: float = 5.0) -> Any:
+                   timeout: float = 5.0, while_leader: bool = False) -> Any:
         """A msgpack-rpc request to another server (used to forward to the leader).
         Over a connection-oriented transport, fails at once with CallInterrupted when
         there is no connection to ``target`` (the request was not sent) and as soon as
-        the connection it went on closes (it may or may not have been carried out)."""
+        the connection it went on closes (it may or may not have been carried out).
+        ``while_leader``: ``target`` is the leader; give up (CallInterrupted) as soon as
+        this server no longer names it leader (it stopped hearing from it for an
+        election timeout, or another leader was elected)."""
         self._require_node()
         connection: Connection | None = None
         transport = self.transport
@@ -478,11 +481,39 @@ class Server:
         else:
             transport.send(target, data)
         try:
+            if while_leader:
+                return await self._await_while_leader(fut, target, timeout)
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise RequestTimeout(f"no answer from {target} to {method}") from None
         finally:
             self._rpcs.pop(msgid, None)
+
+    async def _await_while_leader(self, fut: asyncio.Future[Any], leader: str,
+                                  timeout: float) -> Any:
+        deadline = self.loop.time() + timeout
+        while not fut.done():
+            node = self._require_node()
+            if node.leader_id != leader:
+                raise CallInterrupted(f"{leader} stopped being the leader before it answered")
+            changed = self._changed
+            waiter = self.loop.create_task(changed.wait())
+            try:
+                remaining = deadline - self.loop.time()
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait([fut, waiter], timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        return fut.result()
+
+    def connected_to(self, target: str) -> bool:
+        """Whether a call to ``target`` can be sent now (always, without connections)."""
+        transport = self.transport
+        if isinstance(transport, ConnectionTransport):
+            return transport.connection_to(target) is not None
+        return True
 
     async def wait_for_leader(self, hold: float) -> str:
         """The leader's id, waiting up to ``hold`` seconds for one to be known."""
