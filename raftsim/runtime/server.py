@@ -297,7 +297,7 @@ class Server:
                 del self._rpcs[msgid]
                 if not call.future.done():
                     call.future.set_exception(CallInterrupted(
-                        f"the connection to {call.target} closed before it answered"))
+                        f"the connection to {call.target} closed"))
 
     async def _serve_rpc(self, source: str, request: Request,
                          connection: object = None) -> None:
@@ -495,7 +495,7 @@ class Server:
         while not fut.done():
             node = self._require_node()
             if node.leader_id != leader:
-                raise CallInterrupted(f"{leader} stopped being the leader before it answered")
+                raise CallInterrupted(f"{leader} is no longer the leader")
             changed = self._changed
             waiter = self.loop.create_task(changed.wait())
             try:
