@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ssl
+
 from aiohttp import web
 
 
-async def serve_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve_http(app: web.Application, host: str, port: int, *,
+                     ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Listen on ``host:port`` (port 0: any free port; read it from
-    ``runner.addresses``). Stop with ``await runner.cleanup()``. No access log: the
-    application's requests carry ACL tokens, and nothing of a request is logged."""
+    ``runner.addresses``), HTTPS with ``ssl_context``. Stop with ``await
+    runner.cleanup()``. No access log: the application's requests carry ACL tokens, and
+    nothing of a request is logged."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:
