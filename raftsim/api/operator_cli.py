@@ -87,6 +87,8 @@ class TlsOptions:
             raise UsageError("a client certificate needs its key and a key its certificate "
                              "(-client-cert and -client-key, or NOMAD_CLIENT_CERT and "
                              "NOMAD_CLIENT_KEY)")
+        if options.ca_cert or options.client_cert:
+            options.context()  # a usage error now, not a failed request later
         return options
 
     def context(self) -> ssl.SSLContext:
