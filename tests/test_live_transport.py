@@ -14,6 +14,7 @@ import pytest
 
 from raftsim.core.messages import Message, RequestVote, RequestVoteResponse
 from raftsim.core.settings import NodeSettings
+from raftsim.live import transport as transport_module
 from raftsim.live.transport import (
     HELLO,
     PING,
@@ -219,6 +220,26 @@ async def test_a_frame_over_the_peer_frame_limit_closes_the_connection(
             a.send("b", encode_frame(Notification(PING, [bytes(PRE_HELLO_BYTES)])))
             await until_async(lambda: link.closed, 5.0)
         assert "over the limit" in caplog.text
+    finally:
+        await pair.close()
+
+
+async def test_identified_connections_are_capped(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(transport_module, "MAX_PEERS", 1)
+    pair = Pair()
+    try:
+        await pair.start("a")
+        b = await pair.start("b")
+        b.peers["c"] = "127.0.0.1:1"  # a configured peer that is not up
+        await connected(pair)
+        reader, writer = await asyncio.open_connection("127.0.0.1", pair.ports["b"])
+        with caplog.at_level(logging.WARNING, logger="raftsim.live.transport"):
+            writer.write(encode_frame(Notification(HELLO, [PROTOCOL_VERSION, "c", "c.g"])))
+            assert await asyncio.wait_for(reader.read(), 5.0) == b""
+        assert "1 peers are connected already" in caplog.text
+        writer.close()
+        await writer.wait_closed()
     finally:
         await pair.close()
 
