@@ -394,9 +394,10 @@ class TcpTransport:
         return sorted(p for p, link in self._links.items() if link.heard_hello)
 
     def connection_to(self, target: str) -> _Link | None:
-        """The connection a request to ``target`` goes on now (None: there is none)."""
+        """The connection a request to ``target`` goes on now (None: there is none, or
+        the peer has not said hello on it yet)."""
         link = self._links.get(target)
-        return link if link is not None and not link.closed else None
+        return link if link is not None and link.heard_hello and not link.closed else None
 
     async def close(self) -> None:
         """Stop listening and dialing; close every connection."""
@@ -605,10 +606,12 @@ class TcpTransport:
         tick = max(min(settings.idle_timeout, settings.frame_timeout) / 4, 0.01)
         ping_after = settings.idle_timeout / 3
         next_maintenance = 0.0
+        #: a tick this late means the process was not running (below idle_timeout)
+        stalled = 2 * tick + min(0.5, settings.idle_timeout / 4)
         last_tick = self.loop.time()
         while True:
             now = self.loop.time()
-            if now - last_tick > 2 * tick + 0.5:
+            if now - last_tick > stalled:
                 # The process was stopped (SIGSTOP, a debugger, a VM pause): what the
                 # peers sent meanwhile waits in the sockets. Read it before judging.
                 for link in [*self._links.values(), *self._unidentified]:
