@@ -491,11 +491,21 @@ class Server:
 
     async def _await_while_leader(self, fut: asyncio.Future[Any], leader: str,
                                   timeout: float) -> Any:
+        """Wait for ``fut`` while this server names ``leader`` leader; once it does not,
+        for a grace of ``election_timeout_min`` more (a leader that handed leadership on,
+        or answered just before it was deposed, still answers on a live connection)."""
         deadline = self.loop.time() + timeout
         while not fut.done():
             node = self._require_node()
             if node.leader_id != leader:
-                raise CallInterrupted(f"{leader} is no longer the leader")
+                grace = min(deadline, self.loop.time() + self.settings.election_timeout_min)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut),
+                                                  max(grace - self.loop.time(), 0.0))
+                except TimeoutError:
+                    if grace >= deadline:
+                        raise
+                    raise CallInterrupted(f"{leader} is no longer the leader") from None
             changed = self._changed
             waiter = self.loop.create_task(changed.wait())
             try:
