@@ -211,41 +211,52 @@ class _Link:
 
     async def run(self) -> None:
         """Read until the connection ends; hand every checked frame on."""
-        loop = self.transport.loop
         reader = self.reader
-        decoder = self.decoder
         try:
             while not self.closed:
                 try:
                     data = await reader.read(_READ_SIZE)
                 except OSError as exc:
+                    # A write that failed (the peer hung up while this process was
+                    # stopped) fails the reader too, before what it buffered was read:
+                    # an answer may be in there. Take it first.
+                    buffered = bytes(getattr(reader, "_buffer", b""))
+                    if buffered and not self._take(buffered):
+                        return
                     self.close(f"read failed: {exc}")
                     return
                 if not data:
                     self.close("the peer closed the connection")
                     return
-                now = loop.time()
-                self.last_received = now
-                self.received += len(data)
-                try:
-                    frames = decoder.feed(data)
-                except FrameError as exc:
-                    self.close(f"bad frame: {exc}", level=logging.WARNING)
-                    return
-                if decoder.buffered:
-                    if self.partial_since is None:
-                        self.partial_since = now
-                else:
-                    self.partial_since = None
-                for frame in frames:
-                    if not self._dispatch(frame):
-                        return
-                if not self.heard_hello and self.received > PRE_HELLO_BYTES:
-                    self.close(f"{self.received} bytes and no hello", level=logging.WARNING)
+                if not self._take(data):
                     return
         finally:
             if not self.closed:  # cancelled
                 self.close("shutting down")
+
+    def _take(self, data: bytes) -> bool:
+        """Decode and hand on what ``data`` completes; False once the link is closed."""
+        now = self.transport.loop.time()
+        self.last_received = now
+        self.received += len(data)
+        decoder = self.decoder
+        try:
+            frames = decoder.feed(data)
+        except FrameError as exc:
+            self.close(f"bad frame: {exc}", level=logging.WARNING)
+            return False
+        if decoder.buffered:
+            if self.partial_since is None:
+                self.partial_since = now
+        else:
+            self.partial_since = None
+        for frame in frames:
+            if not self._dispatch(frame):
+                return False
+        if not self.heard_hello and self.received > PRE_HELLO_BYTES:
+            self.close(f"{self.received} bytes and no hello", level=logging.WARNING)
+            return False
+        return not self.closed
 
     def _dispatch(self, frame: Frame) -> bool:
         """Hand one frame on; False if it was bad (the connection is then closed)."""
@@ -499,6 +510,9 @@ class TcpTransport:
         """Make ``link`` the connection to its peer, unless the one there is kept (then
         ``link`` is closed and False returned)."""
         assert link.peer is not None
+        if self._closing:  # a dial that finished as close() began
+            link.close("shutting down")
+            return False
         old = self._links.get(link.peer)
         if old is not None and old is not link and not old.closed and self._keeps(old, link):
             link.close(f"{link.peer} is connected already (connection {old.describe()})",
@@ -585,6 +599,9 @@ class TcpTransport:
                 if failing:
                     logger.info("%s: connected to %s at %s", self.id, peer, address)
                     failing = False
+                if self._closing:  # Python 3.11's wait_for can swallow the cancellation
+                    link.close("shutting down")
+                    break
                 if not self._register(link):
                     await asyncio.sleep(delay)
                     continue
