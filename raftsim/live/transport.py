@@ -87,6 +87,9 @@ MAX_UNIDENTIFIED: Final = 64
 #: identified connections (one per peer), at most
 MAX_PEERS: Final = 256
 _READ_SIZE: Final = 1 << 18
+#: after the process was stopped, what it sends waits this long (seconds), so that what
+#: arrived meanwhile is read first (see TcpTransport._holding)
+_RESUME_HOLD: Final = 0.01
 _PING_FRAME: Final = encode_frame(Notification(PING, []))
 
 
@@ -187,6 +190,8 @@ class _Link:
 
     def send(self, data: bytes) -> None:
         if self.closed:
+            return
+        if self.transport._holding(self, data):
             return
         transport = self.writer.transport
         if transport.is_closing():
@@ -377,6 +382,11 @@ class TcpTransport:
         self._accepting: set[asyncio.Task[Any]] = set()
         self._listener: asyncio.Server | None = None
         self._closing = False
+        #: when the watch last ran, and how late it may run before the process counts as
+        #: having been stopped (set by _watch)
+        self._watched_at = loop.time()
+        self._stalled_after = float("inf")
+        self._held: list[tuple[_Link, bytes]] = []
 
     # ------------------------------------------------------------------ setup
 
@@ -432,6 +442,27 @@ class TcpTransport:
             link.send(data)
         elif target not in self._dialers and not self._closing and target != self.id:
             self._dial(target)  # a server we were not yet connected to (just added)
+
+    def _holding(self, link: _Link, data: bytes) -> bool:
+        """Hold ``data`` back (True) if this process has just resumed from a stop.
+
+        A resumed process runs its overdue timers (an election timeout, say) before the
+        event loop has read what its peers sent meanwhile. A write to a peer that hung up
+        meanwhile fails, and asyncio then drops the connection with what was still unread
+        in the kernel (an answer to a forwarded write, say). Sends wait a moment on a
+        timer, and the loop reads the sockets before it runs timers."""
+        if not self._held and self.loop.time() - self._watched_at <= self._stalled_after:
+            return False
+        if not self._held:
+            self.loop.call_later(_RESUME_HOLD, self._release)
+        self._held.append((link, data))
+        return True
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        self._watched_at = self.loop.time()
+        for link, data in held:
+            link.send(data)
 
     # ------------------------------------------------------------------ connections
 
@@ -625,9 +656,11 @@ class TcpTransport:
         next_maintenance = 0.0
         #: a tick this late means the process was not running (below idle_timeout)
         stalled = 2 * tick + min(0.5, settings.idle_timeout / 4)
+        self._stalled_after = stalled
         last_tick = self.loop.time()
         while True:
             now = self.loop.time()
+            self._watched_at = now
             if now - last_tick > stalled:
                 # The process was stopped (SIGSTOP, a debugger, a VM pause): what the
                 # peers sent meanwhile waits in the sockets. Read it before judging.
