@@ -106,16 +106,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _api_tls(args: argparse.Namespace) -> Any:
+    from raftsim.api import operator_cli
+
+    return operator_cli.TlsOptions.resolve(
+        os.environ, ca_cert=args.ca_cert, client_cert=args.client_cert,
+        client_key=args.client_key, skip_verify=args.tls_skip_verify)
+
+
 def _cmd_operator_raft_list_peers(args: argparse.Namespace) -> int:
     from raftsim.api import operator_cli
 
     try:
         address = operator_cli.resolve_address(args.address, os.environ)
+        tls = _api_tls(args)
+        return operator_cli.list_peers(address=address,
+                                       token=operator_cli.resolve_token(args.token, os.environ),
+                                       stale=args.stale, out=sys.stdout, err=sys.stderr,
+                                       tls=tls)
     except operator_cli.UsageError as exc:
         raise UsageError(str(exc)) from None
-    return operator_cli.list_peers(address=address,
-                                   token=operator_cli.resolve_token(args.token, os.environ),
-                                   stale=args.stale, out=sys.stdout, err=sys.stderr)
 
 
 def _cmd_operator_raft_remove_peer(args: argparse.Namespace) -> int:
@@ -126,7 +136,7 @@ def _cmd_operator_raft_remove_peer(args: argparse.Namespace) -> int:
             address=operator_cli.resolve_address(args.address, os.environ),
             token=operator_cli.resolve_token(args.token, os.environ),
             peer_id=args.peer_id, peer_address=args.peer_address,
-            out=sys.stdout, err=sys.stderr)
+            out=sys.stdout, err=sys.stderr, tls=_api_tls(args))
     except operator_cli.UsageError as exc:
         raise UsageError(str(exc)) from None
 
@@ -203,6 +213,17 @@ def _add_api_flags(parser: argparse.ArgumentParser) -> None:
                              "http://127.0.0.1:4646)")
     parser.add_argument("-token", "--token", metavar="TOKEN", default=None,
                         help="the ACL token (default: $NOMAD_TOKEN)")
+    parser.add_argument("-ca-cert", "--ca-cert", metavar="FILE", default=None,
+                        help="the CA certificate to verify the server with "
+                             "(default: $NOMAD_CACERT)")
+    parser.add_argument("-client-cert", "--client-cert", metavar="FILE", default=None,
+                        help="a client certificate (default: $NOMAD_CLIENT_CERT)")
+    parser.add_argument("-client-key", "--client-key", metavar="FILE", default=None,
+                        help="the client certificate's key (default: $NOMAD_CLIENT_KEY)")
+    parser.add_argument("-tls-skip-verify", "--tls-skip-verify", nargs="?", const=True,
+                        default=None, type=_go_bool, metavar="BOOL",
+                        help="do not verify the server's certificate "
+                             "(default: $NOMAD_SKIP_VERIFY)")
 
 
 def _add_operator_commands(sub: Any) -> None:
@@ -280,6 +301,28 @@ def _acl_token(args: argparse.Namespace) -> str | None:
     return token or None
 
 
+def _tls_config(args: argparse.Namespace) -> Any:
+    """The agent's TlsConfig from --ca-cert/--cert/--key (all or none), or None."""
+    from pathlib import Path
+
+    from raftsim.live.tls import TlsConfig
+
+    given = [name for name in ("ca_cert", "cert", "key") if getattr(args, name) is not None]
+    if not given:
+        if args.verify_server_hostname:
+            raise UsageError("--verify-server-hostname needs --ca-cert, --cert and --key")
+        return None
+    if len(given) != 3:
+        missing = sorted({"ca_cert", "cert", "key"} - set(given))
+        raise UsageError("TLS needs --ca-cert, --cert and --key together; missing "
+                         + ", ".join("--" + m.replace("_", "-") for m in missing))
+    try:
+        return TlsConfig(Path(args.ca_cert), Path(args.cert), Path(args.key), args.region,
+                         verify_server_hostname=args.verify_server_hostname)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _cmd_agent(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -289,6 +332,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     peers = dict(args.peer)
     if len(peers) != len(args.peer):
         raise UsageError("--peer names the same id twice")
+    tls = _tls_config(args)
     try:
         config = AgentConfig(
             server_id=args.id, node_name=args.node_name, rpc=args.rpc, http=args.http,
@@ -296,7 +340,8 @@ def _cmd_agent(args: argparse.Namespace) -> int:
             acl_token=_acl_token(args), fsync=args.fsync,
             snapshot_threshold=args.snapshot_threshold, trailing_logs=args.trailing_logs,
             links=LinkSettings(idle_timeout=args.rpc_idle_timeout,
-                               frame_timeout=args.rpc_frame_timeout))
+                               frame_timeout=args.rpc_frame_timeout),
+            tls=tls, insecure_rpc=args.insecure_rpc)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return run_agent(config)
@@ -311,7 +356,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         return run_cluster(args.servers, data_dir=Path(args.data_dir) if args.data_dir else None,
                            acl_token=_acl_token(args),
                            ready_file=Path(args.ready_file) if args.ready_file else None,
-                           base_port=args.base_port, fsync=args.fsync)
+                           base_port=args.base_port, fsync=args.fsync, tls=args.tls)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -371,6 +416,23 @@ def _add_live_commands(sub: Any, bench_sub: Any) -> None:
                        metavar="SECONDS",
                        help="close an RPC connection whose frame stays incomplete this long "
                             "(default 5)")
+    tls = agent.add_argument_group(
+        "TLS", "mutual TLS between servers and HTTPS, as Nomad's tls block (see docs/live.md)")
+    tls.add_argument("--ca-cert", metavar="FILE", default=None,
+                     help="the CA certificate (PEM) every server certificate chains to")
+    tls.add_argument("--cert", metavar="FILE", default=None,
+                     help="this server's certificate (PEM): names server.<region>.nomad "
+                          "and <id>.server.<region>.nomad")
+    tls.add_argument("--key", metavar="FILE", default=None,
+                     help="this server's private key (PEM)")
+    tls.add_argument("--verify-server-hostname", action="store_true",
+                     help="also check, when dialing, that the server's certificate is "
+                          "valid for server.<region>.nomad (Nomad's option)")
+    tls.add_argument("--region", default="global",
+                     help="the region the certificates name (default global)")
+    agent.add_argument("--insecure-rpc", action="store_true",
+                       help="allow RPC without TLS on a non-loopback address (only on a "
+                            "network where every host is trusted)")
     agent.set_defaults(func=_cmd_agent)
 
     cluster = sub.add_parser(
@@ -396,6 +458,9 @@ def _add_live_commands(sub: Any, bench_sub: Any) -> None:
                          help="put every server on 127.0.0.1: server k's HTTP on "
                               "P+2(k-1), its RPC on the next port")
     cluster.add_argument("--fsync", choices=("always", "never"), default="always")
+    cluster.add_argument("--tls", action="store_true",
+                         help="make a throw-away CA and certificates in the data directory "
+                              "and run RPC (mutual TLS) and HTTP over TLS")
     cluster.set_defaults(func=_cmd_cluster)
 
     live = bench_sub.add_parser(

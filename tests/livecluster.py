@@ -360,7 +360,7 @@ class AgentProcesses:
 @contextlib.contextmanager
 def cluster_command(root: Path, servers: int = 3, *, data_dir: Path | None = None,
                     acl_token: str | None = None, base_port: int | None = None,
-                    timeout: float = 30.0
+                    timeout: float = 30.0, tls: bool = False
                     ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
     """``raftsim cluster`` running until the block ends (then SIGTERM); yields the process
     and the ready file's contents once it is written."""
@@ -368,7 +368,7 @@ def cluster_command(root: Path, servers: int = 3, *, data_dir: Path | None = Non
     base = base_port if base_port is not None else free_port_run(2 * servers)
     command = [sys.executable, "-m", "raftsim.cli", "cluster", "--servers", str(servers),
                "--base-port", str(base), "--ready-file", str(ready),
-               "--data-dir", str(data_dir or root / "data")]
+               "--data-dir", str(data_dir or root / "data")] + (["--tls"] if tls else [])
     env = dict(os.environ)
     if acl_token:
         env["RAFTSIM_ACL_TOKEN"] = acl_token

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from raftsim.api.operator_cli import columnize, peers_table
+from raftsim.api.operator_cli import TlsOptions, UsageError, columnize, peers_table
 from raftsim.api.standin import StandIn
 from raftsim.cli import main
+from raftsim.live.tls import make_cluster_certificates
 
 TOKEN = "cli-management-token"
 #: node names whose order differs from the ids' order, so sorting shows
@@ -18,7 +20,8 @@ NAMES = {"s1": "zeta.global", "s2": "alpha.global", "s3": "mid.global"}
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("NOMAD_ADDR", "NOMAD_TOKEN"):
+    for name in ("NOMAD_ADDR", "NOMAD_TOKEN", "NOMAD_CACERT", "NOMAD_CLIENT_CERT",
+                 "NOMAD_CLIENT_KEY", "NOMAD_SKIP_VERIFY"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -161,3 +164,28 @@ def test_table_format() -> None:
         "a     1   y:1      follower  false  3",
         "b     2   x:1      leader    true   3",
     ]
+
+
+def test_tls_options_come_from_nomads_flags_or_its_environment(tmp_path: Path) -> None:
+    certificates = make_cluster_certificates(tmp_path, ["s1"])
+    ca, cli, key = (str(certificates.ca_cert), str(certificates.cli_cert),
+                    str(certificates.cli_key))
+    env = {"NOMAD_CACERT": "/env/ca.pem", "NOMAD_CLIENT_CERT": cli, "NOMAD_CLIENT_KEY": key,
+           "NOMAD_SKIP_VERIFY": "1"}
+    assert TlsOptions.resolve({**env, "NOMAD_CACERT": ca}) == TlsOptions(ca, cli, key, True)
+    assert TlsOptions.resolve(env, ca_cert=ca, skip_verify=False) == TlsOptions(
+        ca, cli, key, False)
+    with pytest.raises(UsageError, match="cannot use the TLS files"):
+        TlsOptions.resolve(env)
+    assert TlsOptions.resolve({}) == TlsOptions()
+    with pytest.raises(UsageError, match="NOMAD_SKIP_VERIFY"):
+        TlsOptions.resolve({"NOMAD_SKIP_VERIFY": "maybe"})
+    with pytest.raises(UsageError, match="needs its key"):
+        TlsOptions.resolve({}, client_cert="/cli.pem")
+
+
+def test_unusable_tls_files_are_a_usage_error(
+        standin: StandIn, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["operator", "raft", "list-peers", "-address=https://127.0.0.1:1",
+                        "-ca-cert=/nonexistent/ca.pem"], capsys)
+    assert code == 2 and "cannot use the TLS files" in err

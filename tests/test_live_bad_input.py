@@ -3,7 +3,9 @@ and the cluster keeps committing throughout.
 
 A 3-server cluster on one event loop (real TCP on loopback, real files) with a writer
 that commits continuously through the leader; each attack connects to the leader's RPC
-port.
+port. The attacker says hello as "mallory", a non-voter added to the configuration at an
+address where nobody listens: a server accepts connections from configured peers only
+(and one per peer), so this is how an attack gets past the hello without TLS.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from raftsim.core.configuration import ChangeKind, ConfigChange
 from raftsim.core.messages import MESSAGE_TYPES
 from raftsim.live.transport import (
     HELLO,
@@ -39,7 +42,13 @@ from raftsim.wire import (
     decode_message,
     encode_frame,
 )
-from tests.livecluster import RETRY_PAUSE, TEST_LINKS, ThreadedCluster, wait_until
+from tests.livecluster import (
+    RETRY_PAUSE,
+    TEST_LINKS,
+    ThreadedCluster,
+    free_ports,
+    wait_until,
+)
 
 
 class Records(logging.Handler):
@@ -118,6 +127,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     cluster = ThreadedCluster(Path(tmp_path_factory.mktemp("bad-input")), links=TEST_LINKS)
     try:
         state = Live(cluster, records)
+        unused = free_ports(1)[0]
+        change = ConfigChange(ChangeKind.ADD_NONVOTER, "mallory", f"127.0.0.1:{unused}")
+        cluster.call(cluster.server(state.leader).change_configuration(change))
+        wait_until(lambda: all("mallory" in cluster.inspect(
+            lambda sid=sid: cluster.server(sid).configuration.ids) for sid in cluster.agents),
+            10.0, "every server to know mallory")
         yield state
         state.stop()
         assert state.errors == 0

@@ -53,11 +53,41 @@ def test_bad_agent_arguments_exit_2(extra: list[str], capsys: pytest.CaptureFixt
     (["--peer", "s1=127.0.0.2:4647"], "own id"),
     (["--peer", "s2=127.0.0.2:4647", "--peer", "s2=127.0.0.3:4647"], "same id twice"),
     (["--acl-token", "  "], "must not be empty"),
+    (["--rpc", "0.0.0.0:4647"], "refusing to listen for RPC on 0.0.0.0:4647 without TLS"),
+    (["--rpc", "10.1.2.3:4647"], "or pass --insecure-rpc"),
+    (["--rpc", "myhost:4647"], "without TLS"),
+    (["--ca-cert", "/nonexistent"], "missing --cert, --key"),
+    (["--ca-cert", "/nonexistent/ca.pem", "--cert", "/x", "--key", "/y"],
+     "--ca-cert /nonexistent/ca.pem: no such file"),
+    (["--verify-server-hostname"], "needs --ca-cert, --cert and --key"),
 ])
 def test_inconsistent_agent_arguments_are_usage_errors(
         extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*AGENT, *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_insecure_rpc_allows_a_non_loopback_address_without_tls() -> None:
+    for host in ("127.0.0.1", "127.0.0.5", "localhost", "[::1]"):
+        AgentConfig(server_id="s1", node_name="n", rpc=f"{host}:4647", http="0.0.0.0:4646",
+                    data_dir=Path("/tmp/x"))
+    with pytest.raises(ValueError, match="without TLS"):
+        AgentConfig(server_id="s1", node_name="n", rpc="0.0.0.0:4647", http="127.0.0.1:4646",
+                    data_dir=Path("/tmp/x"))
+    AgentConfig(server_id="s1", node_name="n", rpc="0.0.0.0:4647", http="127.0.0.1:4646",
+                data_dir=Path("/tmp/x"), insecure_rpc=True)
+
+
+def test_an_agent_asked_for_rpc_on_all_interfaces_without_tls_exits_2(
+        tmp_path: Path) -> None:
+    rpc, http = free_ports(2)
+    result = subprocess.run(
+        [sys.executable, "-m", "raftsim.cli", "agent", "--id", "s1", "--node-name", "s1.g",
+         "--rpc", f"0.0.0.0:{rpc}", "--http", f"127.0.0.1:{http}", "--data-dir",
+         str(tmp_path / "d"), "--bootstrap"], capture_output=True, timeout=30)
+    assert result.returncode == 2
+    assert b"refusing to listen for RPC" in result.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_the_acl_token_comes_from_the_flag_or_the_environment(

@@ -113,7 +113,10 @@ def test_partitioned_leader_is_replaced_and_rejoins_as_follower_losing_nothing(
                        f"{lab.address(k)}:4647", tmp_path / "data" / f"s{k}")
             for k in (1, 2, 3)]
     position = {spec.id: k for k, spec in enumerate(plan, start=1)}
+    # private addresses, no TLS: the lab is this machine's own namespaces
     with AgentProcesses(tmp_path, plan=plan,
+                        extra=("--rpc-idle-timeout", "2", "--rpc-frame-timeout", "1",
+                               "--insecure-rpc"),
                         wrap=lambda spec: ["ip", "netns", "exec",
                                            lab.namespaces[position[spec.id] - 1]]) as cluster:
         cluster.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,13 +13,20 @@ from typing import Any
 import pytest
 
 from raftsim.core.messages import Message, RequestVote, RequestVoteResponse
+from raftsim.core.settings import NodeSettings
+from raftsim.live import transport as transport_module
 from raftsim.live.transport import (
     HELLO,
+    PING,
+    PRE_HELLO_BYTES,
     PROTOCOL_VERSION,
     LinkSettings,
     TcpTransport,
     split_address,
 )
+from raftsim.runtime.errors import RequestFailed
+from raftsim.runtime.server import Server
+from raftsim.storage.memory import MemoryStorage
 from raftsim.wire import Frame, Notification, Request, Response, encode_frame, encode_message
 from tests.livecluster import until_async
 
@@ -33,8 +41,11 @@ class Inbox:
     def receive_message(self, source: str, message: Message) -> None:
         self.messages.append((source, message))
 
-    def receive_frame(self, source: str, frame: Frame) -> None:
+    def receive_frame(self, source: str, frame: Frame, connection: object = None) -> None:
         self.frames.append((source, frame))
+
+    def connection_closed(self, connection: object) -> None:
+        pass
 
 
 def free_port() -> int:
@@ -112,10 +123,11 @@ def test_link_settings_are_validated(kwargs: dict[str, Any]) -> None:
         LinkSettings(**kwargs)
 
 
-async def test_the_smaller_id_dials_and_one_connection_carries_both_ways(pair: Pair) -> None:
+async def test_the_smaller_id_dials_first_and_one_connection_carries_both_ways(
+        pair: Pair) -> None:
     await connected(pair)
     a, b = pair.transports["a"], pair.transports["b"]
-    assert list(a._dialers) == ["b"] and not b._dialers
+    assert a._links["b"].dialed and not b._links["a"].dialed
     assert a.names == {"a": "a.global", "b": "b.global"} == b.names
     a.send("b", encode_message(vote("a", "b")))
     b.send("a", encode_message(RequestVoteResponse(5, "b", "a", True, True)))
@@ -154,12 +166,12 @@ async def test_the_dialer_redials_a_restarted_peer() -> None:
         await pair.close()
 
 
-async def test_the_larger_id_waits_to_be_dialed_and_drops_what_it_cannot_send() -> None:
+async def test_the_larger_id_dials_too_and_drops_what_it_cannot_send() -> None:
     pair = Pair()
     try:
-        b = await pair.start("b")  # "a" is not up: b must not dial it
+        b = await pair.start("b")  # "a" is not up yet
         b.send("a", encode_message(vote("b", "a")))
-        assert not b._dialers and b.connected() == []
+        assert list(b._dialers) == ["a"] and b.connected() == []
         await pair.start("a")
         await connected(pair)
         assert pair.inboxes["a"].messages == []  # the early message was dropped
@@ -167,17 +179,88 @@ async def test_the_larger_id_waits_to_be_dialed_and_drops_what_it_cannot_send() 
         await pair.close()
 
 
-async def test_a_newer_connection_from_a_peer_replaces_the_older_one(pair: Pair) -> None:
+async def test_without_tls_a_second_connection_claiming_a_connected_id_is_refused(
+        pair: Pair, caplog: pytest.LogCaptureFixture) -> None:
     await connected(pair)
     b = pair.transports["b"]
     old = b._links["a"]
     reader, writer = await asyncio.open_connection("127.0.0.1", pair.ports["b"])
-    writer.write(encode_frame(Notification(HELLO, [PROTOCOL_VERSION, "a", "a.global"])))
-    await until_async(lambda: b._links.get("a") is not old, 5.0)
-    assert old.closed
+    with caplog.at_level(logging.WARNING, logger="raftsim.live.transport"):
+        writer.write(encode_frame(Notification(HELLO, [PROTOCOL_VERSION, "a", "a.global"])))
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""  # hung up, no hello back
+    assert "a is connected already" in caplog.text
+    assert b._links["a"] is old and not old.closed
     writer.close()
     await writer.wait_closed()
-    await connected(pair)  # "a" redials, replacing the impostor in turn
+
+
+async def test_a_peer_outside_the_configuration_is_refused(
+        pair: Pair, caplog: pytest.LogCaptureFixture) -> None:
+    await connected(pair)
+    reader, writer = await asyncio.open_connection("127.0.0.1", pair.ports["b"])
+    with caplog.at_level(logging.WARNING, logger="raftsim.live.transport"):
+        writer.write(encode_frame(Notification(HELLO, [PROTOCOL_VERSION, "x", "x.global"])))
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""
+    assert "'x' is not in this server's configuration" in caplog.text
+    assert pair.transports["b"].connected() == ["a"]
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_frame_over_the_peer_frame_limit_closes_the_connection(
+        caplog: pytest.LogCaptureFixture) -> None:
+    pair = Pair(LinkSettings(idle_timeout=1.0, frame_timeout=1.0, backoff_min=0.01,
+                             backoff_max=0.1, max_frame_bytes=PRE_HELLO_BYTES))
+    try:
+        a = await pair.start("a")
+        await pair.start("b")
+        await connected(pair)
+        link = pair.transports["b"]._links["a"]
+        with caplog.at_level(logging.WARNING, logger="raftsim.live.transport"):
+            a.send("b", encode_frame(Notification(PING, [bytes(PRE_HELLO_BYTES)])))
+            await until_async(lambda: link.closed, 5.0)
+        assert "over the limit" in caplog.text
+    finally:
+        await pair.close()
+
+
+async def test_identified_connections_are_capped(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(transport_module, "MAX_PEERS", 1)
+    pair = Pair()
+    try:
+        await pair.start("a")
+        b = await pair.start("b")
+        b.peers["c"] = "127.0.0.1:1"  # a configured peer that is not up
+        await connected(pair)
+        reader, writer = await asyncio.open_connection("127.0.0.1", pair.ports["b"])
+        with caplog.at_level(logging.WARNING, logger="raftsim.live.transport"):
+            writer.write(encode_frame(Notification(HELLO, [PROTOCOL_VERSION, "c", "c.g"])))
+            assert await asyncio.wait_for(reader.read(), 5.0) == b""
+        assert "1 peers are connected already" in caplog.text
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await pair.close()
+
+
+async def test_a_joining_server_is_dialed_whatever_its_id_sorts_as() -> None:
+    """"0" is in no configuration (it waits to be added) and sorts below "a"."""
+    loop = asyncio.get_running_loop()
+    port = free_port()
+    a = TcpTransport("a", loop=loop, settings=FAST)
+    joiner = TcpTransport("0", loop=loop, settings=FAST)
+    members: list[str] = ["a"]
+    a.follow(Inbox(), lambda: members, {"0": f"127.0.0.1:{port}"}.get)
+    joiner.follow(Inbox(), lambda: (), lambda peer: None)
+    try:
+        await joiner.start("127.0.0.1", port)
+        await a.start("127.0.0.1", free_port())
+        members.append("0")  # PUT /v1/operator/raft/peer added it
+        await until_async(lambda: a.connected() == ["0"] and joiner.connected() == ["a"], 5.0)
+    finally:
+        await a.close()
+        await joiner.close()
 
 
 async def test_a_dialed_server_that_answers_with_another_id_is_dropped(
@@ -243,3 +326,96 @@ async def test_close_ends_every_connection_and_task(pair: Pair) -> None:
     await a.close()
     assert a.connected() == [] and not a._tasks and not a._dialers
     await until_async(lambda: pair.transports["b"].connected() == [], 5.0)
+
+
+# ---------------------------------------------------------------------- calls, connections
+
+
+class RpcNode:
+    """A runtime Server with no Raft configuration on a real transport: enough to make
+    and serve msgpack-rpc calls."""
+
+    def __init__(self, sid: str, port: int, peers: dict[str, str]) -> None:
+        self.sid, self.port = sid, port
+        loop = asyncio.get_running_loop()
+        self.transport = TcpTransport(sid, f"{sid}.global", loop=loop, peers=peers,
+                                      settings=FAST)
+        self.server = Server(sid, settings=NodeSettings(), rng=random.Random(0),
+                             storage=MemoryStorage(), transport=self.transport, loop=loop)
+        self.transport.follow(self.server, lambda: (), lambda peer: None)
+
+    async def start(self) -> RpcNode:
+        self.server.start()
+        await self.transport.start("127.0.0.1", self.port)
+        return self
+
+    async def stop(self) -> None:
+        await self.transport.close()
+        self.server.crash()
+
+
+async def test_an_answer_from_another_peer_is_dropped() -> None:
+    """"c" answers the msgid of a call that "a" made to "b"; "a" waits for "b"."""
+    ports = {sid: free_port() for sid in "abc"}
+    addresses = {sid: f"127.0.0.1:{port}" for sid, port in ports.items()}
+    nodes = [RpcNode(sid, ports[sid], {p: a for p, a in addresses.items() if p != sid})
+             for sid in "abc"]
+    a, b, c = nodes
+    release = asyncio.Event()
+
+    async def slow(source: str, params: list[Any]) -> str:
+        await release.wait()
+        return "from b"
+
+    b.server.rpc_handlers["slow"] = slow
+    try:
+        for node in nodes:
+            await node.start()
+        await until_async(lambda: a.transport.connected() == ["b", "c"], 5.0)
+        call = asyncio.ensure_future(a.server.call("b", "slow", [], timeout=5.0))
+        await until_async(lambda: bool(a.server._rpcs), 5.0)
+        msgid = next(iter(a.server._rpcs))
+        heard_from_c = a.transport._links["c"].received
+        c.transport.send("a", encode_frame(Response(msgid, None, "forged by c")))
+        await until_async(lambda: a.transport._links["c"].received > heard_from_c, 5.0)
+        assert not call.done()
+        release.set()
+        assert await call == "from b"
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_a_late_answer_for_a_previous_incarnation_is_dropped() -> None:
+    """"a" calls "b", restarts (a new process: msgids start again), calls again; "b"'s
+    answer to the first call must not answer the second."""
+    ports = {sid: free_port() for sid in "ab"}
+    addresses = {sid: f"127.0.0.1:{port}" for sid, port in ports.items()}
+    release = asyncio.Event()
+
+    async def slow(source: str, params: list[Any]) -> str:
+        await release.wait()
+        return f"answer to {params[0]}"
+
+    a = await RpcNode("a", ports["a"], {"b": addresses["b"]}).start()
+    b = await RpcNode("b", ports["b"], {"a": addresses["a"]}).start()
+    b.server.rpc_handlers["slow"] = slow
+    new_a: RpcNode | None = None
+    try:
+        await until_async(lambda: a.transport.connected() == ["b"], 5.0)
+        first = asyncio.ensure_future(a.server.call("b", "slow", ["first"], timeout=5.0))
+        await until_async(lambda: bool(a.server._rpcs), 5.0)
+        await a.stop()
+        with pytest.raises(RequestFailed):
+            await first
+        new_a = await RpcNode("a", ports["a"], {"b": addresses["b"]}).start()
+        await until_async(lambda: new_a is not None and new_a.transport.connected() == ["b"]
+                          and b.transport.connected() == ["a"], 5.0)
+        second = asyncio.ensure_future(new_a.server.call("b", "slow", ["second"], timeout=5.0))
+        await until_async(lambda: new_a is not None and bool(new_a.server._rpcs), 5.0)
+        release.set()  # "b" answers both now, the first one first
+        assert await second == "answer to second"
+    finally:
+        for node in (b, new_a):
+            if node is not None:
+                await node.stop()

@@ -7,12 +7,20 @@ HTTP method, target, the headers that matter, the body and a hop count), and the
 runs it through its own application and sends back status, headers and body. When no
 leader is known within the hold time the answer is 500 ``No cluster leader``.
 
+A forward ends as soon as its answer can no longer come: when the connection to the
+leader closes, or this server stops naming that server leader (it heard nothing from it
+for an election timeout, or learned of a newer leader). A read is then tried again at the
+new leader (it changed nothing); a write answers 500 :data:`OUTCOME_UNKNOWN` (it may have
+been committed). A forward that could not be sent at all (no connection to the leader)
+waits for the leader to change or the connection to come back, and is tried again.
+
 ACLs are checked where the request is finally answered, after parameter validation and
 forwarding, as Nomad's RPC endpoints check them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,14 +32,18 @@ from raftsim.api.exchange import encode_request, exchange
 from raftsim.api.state import STATE, ApiState
 from raftsim.core.errors import NotLeader
 from raftsim.core.ready import Role
-from raftsim.runtime.errors import LeadershipLost, NoClusterLeader
-from raftsim.runtime.server import RemoteError, RpcHandler
+from raftsim.runtime.errors import CallInterrupted, LeadershipLost, NoClusterLeader
+from raftsim.runtime.server import RemoteError, RpcHandler, Server
 
 FORWARD_METHOD = "api.forward"
 #: forwards a request may take before giving up (a leader can change while it travels)
 MAX_HOPS = 2
 #: tries to find and use a leader for one request
-_ATTEMPTS = 3
+_ATTEMPTS = 6
+#: what a forwarded write answers (500) when contact with the leader was lost before it
+#: answered; ``{leader}`` and ``{reason}`` are filled in
+OUTCOME_UNKNOWN = ("lost contact with the leader {leader} before it answered ({reason}): the "
+                   "outcome of this write is unknown; read before retrying it")
 #: request headers the leader needs; nothing else is carried
 FORWARDED_REQUEST_HEADERS = ("X-Nomad-Token", "Authorization", "Content-Type")
 #: response headers carried back to the client
@@ -86,8 +98,26 @@ async def answer_by_leader(request: web.Request, act: Act, *, body: bytes = b"",
             continue
         if hops >= MAX_HOPS:
             break
-        return await _forward(request, state, leader, hops + 1, body)
+        try:
+            return await _forward(request, state, leader, hops + 1, body)
+        except CallInterrupted as exc:
+            if exc.sent and not read:
+                raise ApiError(500, OUTCOME_UNKNOWN.format(leader=leader, reason=exc)) from None
+            if not exc.sent:
+                await _leader_or_link_changes(server, leader)
     raise NoClusterLeader()
+
+
+async def _leader_or_link_changes(server: Server, leader: str) -> None:
+    """Wait (at most an election timeout) until this server names another leader than
+    ``leader`` or is connected to it again."""
+    deadline = server.loop.time() + server.settings.election_timeout_max
+    poll = server.settings.heartbeat_interval
+    while server.loop.time() < deadline:
+        node = server.node
+        if node is None or node.leader_id != leader or server.connected_to(leader):
+            return
+        await asyncio.sleep(min(poll, max(deadline - server.loop.time(), 0.0)))
 
 
 async def _forward(request: web.Request, state: ApiState, leader: str, hops: int,
@@ -99,7 +129,7 @@ async def _forward(request: web.Request, state: ApiState, leader: str, hops: int
     try:
         result = await state.server.call(
             leader, FORWARD_METHOD, [request.method, request.raw_path, headers, body, hops],
-            timeout=timeout)
+            timeout=timeout, while_leader=True)
     except RemoteError as exc:
         raise ApiError(500, f"rpc error: {exc}") from None
     status, reply_headers, reply_body = _check_reply(result)

@@ -149,11 +149,12 @@ class AcceptErrorLog:
 
 
 async def serve_http(app: web.Application, host: str, port: int, *,
-                     limits: HttpLimits | None = None) -> web.AppRunner:
+                     limits: HttpLimits | None = None,
+                     ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Listen on ``host:port`` (port 0: any free port; read it from
-    ``runner.addresses``) within ``limits``. Stop with ``await runner.cleanup()``. No
-    access log: the application's requests carry ACL tokens, and nothing of a request is
-    logged."""
+    ``runner.addresses``) within ``limits``, HTTPS with ``ssl_context``. Stop with
+    ``await runner.cleanup()``. No access log: the application's requests carry ACL
+    tokens, and nothing of a request is logged."""
     limits = limits or HttpLimits()
     app[STATE].body_timeout = limits.body_timeout
     AcceptErrorLog.install(asyncio.get_running_loop())
@@ -163,7 +164,7 @@ async def serve_http(app: web.Application, host: str, port: int, *,
                            keepalive_timeout=limits.header_timeout,
                            lingering_time=min(limits.body_timeout, 2.0))
     await runner.setup()
-    site = _CappedSite(runner, host, port, connection_cap(limits))
+    site = _CappedSite(runner, host, port, connection_cap(limits), ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import random
 import signal
@@ -41,6 +42,7 @@ from raftsim.api.exchange import close_local_http_server
 from raftsim.core.configuration import Configuration, ServerInfo
 from raftsim.core.node import bootstrap_state
 from raftsim.core.settings import DEFAULT_TRAILING_LOGS, NodeSettings
+from raftsim.live.tls import TlsConfig, check_server_id
 from raftsim.live.transport import LinkSettings, TcpTransport, split_address
 from raftsim.runtime.server import Server
 from raftsim.storage.base import StorageError
@@ -80,12 +82,24 @@ class AgentConfig:
     trailing_logs: int = DEFAULT_TRAILING_LOGS
     settings: NodeSettings = LIVE_SETTINGS
     links: LinkSettings = field(default_factory=LinkSettings)
+    #: mutual TLS on RPC and TLS on HTTP (Nomad's ``tls { rpc = true, http = true }``)
+    tls: TlsConfig | None = None
+    #: allow RPC without TLS on an address other hosts can reach (see docs/live.md)
+    insecure_rpc: bool = False
 
     def __post_init__(self) -> None:
         if not self.server_id:
             raise ValueError("the server id must not be empty")
-        split_address(self.rpc)
+        rpc_host, _ = split_address(self.rpc)
         split_address(self.http)
+        if self.tls is not None:
+            check_server_id(self.server_id)
+        elif not self.insecure_rpc and not is_loopback(rpc_host):
+            raise ValueError(
+                f"refusing to listen for RPC on {self.rpc} without TLS: anyone who can reach "
+                f"it could pose as a server and change or erase the cluster's data. Give "
+                f"--ca-cert, --cert and --key (mutual TLS), listen on a loopback address, "
+                f"or pass --insecure-rpc if the network is trusted")
         if self.server_id in self.peers:
             raise ValueError(f"--peer names this server's own id {self.server_id!r}")
         if self.snapshot_threshold < 0:
@@ -170,7 +184,7 @@ class Agent:
             logger.info("%s: empty data directory and no --bootstrap: waiting to be added",
                         config.server_id)
         transport = TcpTransport(config.server_id, config.node_name, loop=self.loop,
-                                 peers=config.peers, settings=config.links)
+                                 peers=config.peers, settings=config.links, tls=config.tls)
         self.transport = transport
         state_log = StateLog()
         settings = dataclasses.replace(config.settings, trailing_logs=config.trailing_logs)
@@ -195,7 +209,9 @@ class Agent:
         rpc_host, rpc_port = split_address(config.rpc)
         await transport.start(rpc_host, rpc_port)
         http_host, http_port = split_address(config.http)
-        self._runner = await serve_http(self.app, http_host, http_port)
+        self._runner = await serve_http(
+            self.app, http_host, http_port,
+            ssl_context=config.tls.http_server_context() if config.tls is not None else None)
 
     async def stop(self) -> None:
         """Close the HTTP port, write what group commit holds, close sockets and files."""
@@ -219,6 +235,16 @@ class Agent:
         if self.storage is not None:
             self.storage.close()
         logger.info("%s: stopped", self.config.server_id)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (an address or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _member_ids(server: Server) -> list[str]:

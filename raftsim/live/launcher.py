@@ -6,7 +6,12 @@ range on loopback, ``base_port`` puts every server on 127.0.0.1 with consecutive
 (server k: HTTP ``base_port + 2(k-1)``, RPC the next one).
 
 Once every server agrees on a leader, the ready file is written (atomically) as JSON:
-``{"servers": [{"id", "node", "http", "rpc", "pid"}, ...], "leader": "<id>"}``.
+``{"servers": [{"id", "node", "http", "rpc", "pid"}, ...], "leader": "<id>"}``, and with
+``tls`` also ``"tls": {"ca_cert", "cli_cert", "cli_key"}`` (file paths).
+
+With ``tls``, a throw-away CA and one certificate per server (and one for the CLI) are
+made in ``<data dir>/tls`` (:func:`raftsim.live.tls.make_cluster_certificates`); the
+agents then speak mutual TLS between them and HTTPS.
 SIGINT or SIGTERM stops every agent (SIGTERM, then SIGKILL after a grace period).
 """
 
@@ -27,6 +32,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+
+from raftsim.live.tls import ClusterCertificates, make_cluster_certificates
+from raftsim.live.transport import split_address
 
 #: the environment variable an agent reads its ACL token from (kept out of argv)
 ACL_TOKEN_ENV = "RAFTSIM_ACL_TOKEN"
@@ -70,8 +78,10 @@ def plan_cluster(servers: int, data_dir: Path, base_port: int | None = None) -> 
 
 def agent_command(spec: ServerSpec, plan: Sequence[ServerSpec], *, bootstrap: bool = True,
                   fsync: str = "always", extra: Sequence[str] = (),
-                  python: str = sys.executable) -> list[str]:
-    """The command line that runs ``spec`` as a ``raftsim agent`` peered with ``plan``."""
+                  python: str = sys.executable,
+                  certificates: ClusterCertificates | None = None) -> list[str]:
+    """The command line that runs ``spec`` as a ``raftsim agent`` peered with ``plan``
+    (with ``certificates``: over TLS, with the certificate made for ``spec``)."""
     command = [python, "-m", "raftsim.cli", "agent", "--id", spec.id, "--node-name", spec.node,
                "--rpc", spec.rpc, "--http", spec.http, "--data-dir", str(spec.data_dir),
                "--fsync", fsync]
@@ -80,7 +90,18 @@ def agent_command(spec: ServerSpec, plan: Sequence[ServerSpec], *, bootstrap: bo
             command += ["--peer", f"{other.id}={other.rpc}"]
     if bootstrap:
         command.append("--bootstrap")
+    if certificates is not None:
+        cert, key = certificates.servers[spec.id]
+        command += ["--ca-cert", str(certificates.ca_cert), "--cert", str(cert), "--key",
+                    str(key), "--verify-server-hostname"]
     return command + list(extra)
+
+
+def make_certificates(plan: Sequence[ServerSpec], directory: Path) -> ClusterCertificates:
+    """A throw-away CA and certificates for every server of ``plan`` (valid for the
+    addresses it listens on) and for the CLI."""
+    hosts = [split_address(address)[0] for spec in plan for address in (spec.http, spec.rpc)]
+    return make_cluster_certificates(directory, [spec.id for spec in plan], hosts)
 
 
 def _stop_with_parent() -> None:
@@ -101,13 +122,14 @@ def agent_environment(acl_token: str | None) -> dict[str, str]:
     return env
 
 
-async def agreed_leader(session: aiohttp.ClientSession,
-                        plan: Sequence[ServerSpec]) -> ServerSpec | None:
+async def agreed_leader(session: aiohttp.ClientSession, plan: Sequence[ServerSpec], *,
+                        scheme: str = "http") -> ServerSpec | None:
     """The leader every server names (each asked for its own view), or None."""
     seen = set()
     for spec in plan:
+        url = f"{scheme}://{spec.http}/v1/status/leader?stale"
         try:
-            async with session.get(f"http://{spec.http}/v1/status/leader?stale") as response:
+            async with session.get(url) as response:
                 if response.status != 200:
                     return None
                 seen.add(await response.json())
@@ -120,12 +142,18 @@ async def agreed_leader(session: aiohttp.ClientSession,
 
 
 def write_ready_file(path: Path, plan: Sequence[ServerSpec], pids: Sequence[int],
-                     leader: ServerSpec) -> None:
+                     leader: ServerSpec,
+                     certificates: ClusterCertificates | None = None) -> None:
     """Write atomically: a reader sees no file or the whole file."""
     servers: list[dict[str, Any]] = [
         {**spec.as_dict(), "pid": pid} for spec, pid in zip(plan, pids, strict=True)]
+    ready: dict[str, Any] = {"servers": servers, "leader": leader.id}
+    if certificates is not None:
+        ready["tls"] = {"ca_cert": str(certificates.ca_cert),
+                        "cli_cert": str(certificates.cli_cert),
+                        "cli_key": str(certificates.cli_key)}
     temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps({"servers": servers, "leader": leader.id}, indent=2) + "\n")
+    temp.write_text(json.dumps(ready, indent=2) + "\n")
     os.replace(temp, path)
 
 
@@ -133,8 +161,10 @@ class ClusterLauncher:
     def __init__(self, plan: Sequence[ServerSpec], *, acl_token: str | None = None,
                  ready_file: Path | None = None, fsync: str = "always",
                  agent_args: Sequence[str] = (), out: TextIO = sys.stdout,
-                 err: TextIO = sys.stderr) -> None:
+                 err: TextIO = sys.stderr,
+                 certificates: ClusterCertificates | None = None) -> None:
         self.plan = list(plan)
+        self.certificates = certificates
         self.acl_token = acl_token
         self.ready_file = ready_file
         self.fsync = fsync
@@ -156,13 +186,21 @@ class ClusterLauncher:
             for spec in self.plan:
                 spec.data_dir.mkdir(parents=True, exist_ok=True)
                 command = agent_command(spec, self.plan, fsync=self.fsync,
-                                        extra=self.agent_args)
+                                        extra=self.agent_args,
+                                        certificates=self.certificates)
                 self.processes.append(await asyncio.create_subprocess_exec(
                     *command, env=env,
                     preexec_fn=_stop_with_parent if sys.platform == "linux" else None))
+            scheme = "https" if self.certificates is not None else "http"
             for spec in self.plan:
-                print(f"{spec.id}  node {spec.node}  http http://{spec.http}  rpc {spec.rpc}  "
-                      f"data {spec.data_dir}", file=self.out, flush=True)
+                print(f"{spec.id}  node {spec.node}  http {scheme}://{spec.http}  rpc "
+                      f"{spec.rpc}  data {spec.data_dir}", file=self.out, flush=True)
+            if self.certificates is not None:
+                certificates = self.certificates
+                print(f"TLS: for the CLI, export NOMAD_ADDR=https://{self.plan[0].http} "
+                      f"NOMAD_CACERT={certificates.ca_cert} "
+                      f"NOMAD_CLIENT_CERT={certificates.cli_cert} "
+                      f"NOMAD_CLIENT_KEY={certificates.cli_key}", file=self.out, flush=True)
             everyone_gone: asyncio.Future[Any] = asyncio.gather(
                 *(self._watch(i) for i in range(len(self.plan))))
             stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
@@ -185,16 +223,21 @@ class ClusterLauncher:
 
     async def _await_leader(self) -> None:
         timeout = aiohttp.ClientTimeout(total=2.0)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = None
+        if self.certificates is not None:
+            context = self.certificates.agent_config(self.plan[0].id).client_context()
+            connector = aiohttp.TCPConnector(ssl=context)
+        scheme = "https" if self.certificates is not None else "http"
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             while True:
-                leader = await agreed_leader(session, self.plan)
+                leader = await agreed_leader(session, self.plan, scheme=scheme)
                 if leader is not None:
                     break
                 await asyncio.sleep(0.1)
         print(f"leader: {leader.id} ({leader.rpc})", file=self.out, flush=True)
         if self.ready_file is not None:
             write_ready_file(self.ready_file, self.plan, [p.pid for p in self.processes],
-                             leader)
+                             leader, self.certificates)
 
     async def _stop_all(self) -> None:
         running = [p for p in self.processes if p.returncode is None]
@@ -213,7 +256,8 @@ class ClusterLauncher:
 
 def run_cluster(servers: int, *, data_dir: Path | None = None, acl_token: str | None = None,
                 ready_file: Path | None = None, base_port: int | None = None,
-                fsync: str = "always", agent_args: Sequence[str] = ()) -> int:
+                fsync: str = "always", agent_args: Sequence[str] = (),
+                tls: bool = False) -> int:
     """The ``raftsim cluster`` process: returns its exit code."""
     temporary = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="raftsim-cluster-")) if data_dir is None else data_dir
@@ -221,8 +265,10 @@ def run_cluster(servers: int, *, data_dir: Path | None = None, acl_token: str | 
         plan = plan_cluster(servers, root, base_port)
         print(f"raftsim cluster: {servers} servers, data in {root}"
               f"{' (removed at exit)' if temporary else ''}", flush=True)
+        certificates = make_certificates(plan, root / "tls") if tls else None
         launcher = ClusterLauncher(plan, acl_token=acl_token, ready_file=ready_file,
-                                   fsync=fsync, agent_args=agent_args)
+                                   fsync=fsync, agent_args=agent_args,
+                                   certificates=certificates)
         return asyncio.run(launcher.run())
     finally:
         if temporary:

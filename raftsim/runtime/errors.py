@@ -26,3 +26,13 @@ class ServerStopped(RequestFailed):
 
 class RequestTimeout(RequestFailed):
     """Gave up waiting; the outcome is unknown."""
+
+
+class CallInterrupted(RequestFailed):
+    """A call to another server ended without an answer: its connection closed (the
+    request may or may not have been carried out) or there was none (``sent`` False:
+    it was not)."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent

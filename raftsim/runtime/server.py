@@ -20,7 +20,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from raftsim.core.configuration import ConfigChange, Configuration
 from raftsim.core.errors import ChangeNotAllowedYet, NotLeader, ProposalDropped
@@ -30,6 +30,7 @@ from raftsim.core.ready import Ready, Role
 from raftsim.core.settings import NodeSettings
 from raftsim.runtime.autopilot import Autopilot
 from raftsim.runtime.errors import (
+    CallInterrupted,
     LeadershipLost,
     NoClusterLeader,
     RequestTimeout,
@@ -86,8 +87,33 @@ class Transport(Protocol):
         ...
 
 
+@runtime_checkable
+class Connection(Protocol):
+    """One connection of a connection-oriented transport (TCP): a request is answered on
+    the connection it came on, a response is accepted only from the one its call went
+    on (so an answer never reaches another connection, or another incarnation)."""
+
+    def send(self, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class ConnectionTransport(Protocol):
+    """A transport with connections (the live world's); the simulated network has none."""
+
+    def connection_to(self, target: str) -> Connection | None: ...
+
+
 class RemoteError(Exception):
     """A forwarded RPC that the remote server answered with an error."""
+
+
+@dataclass(slots=True)
+class _Call:
+    """A request in flight: who it went to, on which connection (None: no connections)."""
+
+    target: str
+    connection: object
+    future: asyncio.Future[Any]
 
 
 @dataclass(slots=True)
@@ -139,7 +165,10 @@ class Server:
         self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._next_read_id = 0
         self._rpc_id = 0
-        self._rpcs: dict[int, asyncio.Future[Any]] = {}
+        self._rpcs: dict[int, _Call] = {}
+        #: responses dropped because they came from another peer or connection than
+        #: their call went to (or for no call at all)
+        self.stray_responses = 0
         #: set and replaced whenever commit, role or leader changes: waiters re-check
         self._changed = asyncio.Event()
         self.apply_results: dict[int, bool] = {}
@@ -230,9 +259,9 @@ class Server:
             self._timer.cancel()
         self._timer, self._timer_when = None, float("inf")
         self._fail_all(ServerStopped())
-        for fut in self._rpcs.values():
-            if not fut.done():
-                fut.set_exception(ServerStopped())
+        for call in self._rpcs.values():
+            if not call.future.done():
+                call.future.set_exception(ServerStopped())
         self._rpcs.clear()
         self._signal_change()
 
@@ -286,7 +315,8 @@ class Server:
             return
         self._process(node.step(message, self.loop.time()))
 
-    def receive_frame(self, source: str, frame: Frame) -> None:
+    def receive_frame(self, source: str, frame: Frame, connection: object = None) -> None:
+        """A frame from ``source``, on ``connection`` (None where there are none)."""
         node = self.node
         if node is None:
             return
@@ -298,16 +328,31 @@ class Server:
                 return
             self._process(node.step(message, self.loop.time()))
         elif isinstance(frame, Request):
-            self.loop.create_task(self._serve_rpc(source, frame))
+            self.loop.create_task(self._serve_rpc(source, frame, connection))
         elif isinstance(frame, Response):
-            fut = self._rpcs.pop(frame.msgid, None)
-            if fut is not None and not fut.done():
+            call = self._rpcs.get(frame.msgid)
+            if call is None or call.target != source or call.connection is not connection:
+                self.stray_responses += 1
+                self._emit("stray-response", {"source": source, "msgid": frame.msgid})
+                return
+            del self._rpcs[frame.msgid]
+            if not call.future.done():
                 if frame.error is not None:
-                    fut.set_exception(RemoteError(str(frame.error)))
+                    call.future.set_exception(RemoteError(str(frame.error)))
                 else:
-                    fut.set_result(frame.result)
+                    call.future.set_result(frame.result)
 
-    async def _serve_rpc(self, source: str, request: Request) -> None:
+    def connection_closed(self, connection: object) -> None:
+        """The transport closed ``connection``: its calls will get no answer."""
+        for msgid, call in list(self._rpcs.items()):
+            if call.connection is connection:
+                del self._rpcs[msgid]
+                if not call.future.done():
+                    call.future.set_exception(CallInterrupted(
+                        f"the connection to {call.target} closed"))
+
+    async def _serve_rpc(self, source: str, request: Request,
+                         connection: object = None) -> None:
         handler = self.rpc_handlers.get(request.method)
         error: Any = None
         result: Any = None
@@ -318,8 +363,13 @@ class Server:
                 result = await handler(source, request.params)
             except Exception as exc:  # the caller gets the message, we keep serving
                 error = str(exc) or type(exc).__name__
-        if self.node is not None:
-            self.transport.send(source, encode_frame(Response(request.msgid, error, result)))
+        if self.node is None:
+            return
+        answer = encode_frame(Response(request.msgid, error, result))
+        if isinstance(connection, Connection):
+            connection.send(answer)  # on its connection, or nowhere if that one closed
+        else:
+            self.transport.send(source, answer)
 
     # ------------------------------------------------------------------ client API
 
@@ -499,20 +549,74 @@ class Server:
                 raise RequestTimeout("timed out waiting for leadership transfer")
 
     async def call(self, target: str, method: str, params: list[Any], *,
-                   timeout: float = 5.0) -> Any:
-        """A msgpack-rpc request to another server (used to forward to the leader)."""
+                   timeout: float = 5.0, while_leader: bool = False) -> Any:
+        """A msgpack-rpc request to another server (used to forward to the leader).
+        Over a connection-oriented transport, fails at once with CallInterrupted when
+        there is no connection to ``target`` (the request was not sent) and as soon as
+        the connection it went on closes (it may or may not have been carried out).
+        ``while_leader``: ``target`` is the leader; give up (CallInterrupted) as soon as
+        this server no longer names it leader (it stopped hearing from it for an
+        election timeout, or another leader was elected)."""
         self._require_node()
+        connection: Connection | None = None
+        transport = self.transport
+        if isinstance(transport, ConnectionTransport):
+            connection = transport.connection_to(target)
+            if connection is None:
+                raise CallInterrupted(f"not connected to {target}", sent=False)
         self._rpc_id += 1
         msgid = self._rpc_id
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self._rpcs[msgid] = fut
-        self.transport.send(target, encode_frame(Request(msgid, method, params)))
+        self._rpcs[msgid] = _Call(target, connection, fut)
+        data = encode_frame(Request(msgid, method, params))
+        if connection is not None:
+            connection.send(data)
+        else:
+            transport.send(target, data)
         try:
+            if while_leader:
+                return await self._await_while_leader(fut, target, timeout)
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise RequestTimeout(f"no answer from {target} to {method}") from None
         finally:
             self._rpcs.pop(msgid, None)
+
+    async def _await_while_leader(self, fut: asyncio.Future[Any], leader: str,
+                                  timeout: float) -> Any:
+        """Wait for ``fut`` while this server names ``leader`` leader; once it does not,
+        for a grace of ``election_timeout_min`` more (a leader that handed leadership on,
+        or answered just before it was deposed, still answers on a live connection)."""
+        deadline = self.loop.time() + timeout
+        while not fut.done():
+            node = self._require_node()
+            if node.leader_id != leader:
+                grace = min(deadline, self.loop.time() + self.settings.election_timeout_min)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut),
+                                                  max(grace - self.loop.time(), 0.0))
+                except TimeoutError:
+                    if grace >= deadline:
+                        raise
+                    raise CallInterrupted(f"{leader} is no longer the leader") from None
+            changed = self._changed
+            waiter = self.loop.create_task(changed.wait())
+            try:
+                remaining = deadline - self.loop.time()
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait([fut, waiter], timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        return fut.result()
+
+    def connected_to(self, target: str) -> bool:
+        """Whether a call to ``target`` can be sent now (always, without connections)."""
+        transport = self.transport
+        if isinstance(transport, ConnectionTransport):
+            return transport.connection_to(target) is not None
+        return True
 
     async def wait_for_leader(self, hold: float) -> str:
         """The leader's id, waiting up to ``hold`` seconds for one to be known."""
