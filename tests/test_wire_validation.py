@@ -238,15 +238,26 @@ def test_a_snapshot_payload_that_cannot_be_decoded_is_refused(data: bytes,
                                                                complaint: str) -> None:
     problem = snapshot_data_problem(data)
     assert problem is not None and re.search(complaint, problem), problem
-    # The wire passes the chunk (a chunk is not a whole snapshot); the core refuses the
-    # assembled data with the check the runtime hands it, and installs nothing.
+    # One message holding the whole snapshot: refused at the wire.
+    refused(install(encode_indexed(3, CONFIG), data), "data is not a valid snapshot: ")
+    if len(data) < 2:
+        return
+    # In two chunks each passes the wire (a chunk is not a whole snapshot); the core
+    # refuses the assembled data with the check the runtime hands it, and installs nothing.
     node = RaftNode("s2", NodeSettings(), random.Random(1), snapshot_check=snapshot_data_problem)
-    message = decode_message_bytes(encode_message(install(encode_indexed(3, CONFIG), data)))
-    ready = node.step(message, 1.0)
-    refusals = [e.fields for e in ready.events if e.kind == "snapshot-refused"]
-    assert len(refusals) == 1 and re.search(complaint, refusals[0]["problem"])
-    assert ready.snapshot is None and ready.restore is None and node.snapshot is None
-    assert not [m for m in ready.messages if isinstance(m, InstallSnapshotResponse)]
+    whole = install(encode_indexed(3, CONFIG), data)
+    half = len(data) // 2
+    chunks = [dataclasses.replace(whole, data=data[:half], done=False),
+              dataclasses.replace(whole, data=data[half:], offset=half)]
+    events, messages = [], []
+    for chunk in chunks:
+        ready = node.step(decode_message_bytes(encode_message(chunk)), 1.0)
+        assert ready.snapshot is None and ready.restore is None
+        events += [e.fields for e in ready.events if e.kind == "snapshot-refused"]
+        messages += ready.messages
+    assert len(events) == 1 and re.search(complaint, events[0]["problem"])
+    assert node.snapshot is None
+    assert [m.next_offset for m in messages if isinstance(m, InstallSnapshotResponse)] == [half]
 
 
 def test_every_refusal_is_a_wire_error_never_anything_else() -> None:
@@ -379,11 +390,14 @@ def test_a_server_drops_a_refused_message_with_a_trace_event_and_changes_nothing
         assert "not a valid configuration" in bad[0] and "not a valid command" in bad[1]
         assert "2**63" in bad[2]
         assert (node.term, node.log.last_index, storage.load().entries) == before
-        # A snapshot's data travels in chunks, so it is checked once assembled, by the
-        # core (with the check the runtime hands it): refused whole, nothing installed.
-        garbage = dataclasses.replace(install(encode_indexed(1, CONFIG), b"garbage", index=50),
-                                      term=node.term, last_included_term=node.term)
-        server.receive("s1", encode_message(garbage))
+        # A snapshot in several chunks is checked once assembled, by the core (with the
+        # check the runtime hands it): refused whole, nothing installed.
+        garbage = b"garbage, not a snapshot"
+        whole = dataclasses.replace(install(encode_indexed(1, CONFIG), garbage, index=50),
+                                    term=node.term, last_included_term=node.term)
+        for chunk in (dataclasses.replace(whole, data=garbage[:8], done=False),
+                      dataclasses.replace(whole, data=garbage[8:], offset=8)):
+            server.receive("s1", encode_message(chunk))
         refusals = [fields for kind, fields in events if kind == "snapshot-refused"]
         assert [r["index"] for r in refusals] == [50]
         assert "not one msgpack value" in refusals[0]["problem"]

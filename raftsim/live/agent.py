@@ -131,6 +131,9 @@ class StateLog:
         if kind == "snapshot-installed":
             logger.info("%s: installed a snapshot at index %s from %s", server_id,
                         fields.get("index"), fields.get("source"))
+        elif kind == "snapshot-refused":
+            logger.warning("%s: refused a snapshot at index %s from %s: %s", server_id,
+                           fields.get("index"), fields.get("source"), fields.get("problem"))
         state = (node.term, node.role.value, node.leader_id)
         if state != self._last:
             self._last = state

@@ -60,6 +60,7 @@ from raftsim.wire.payload import (
     command_problem,
     configuration_problem,
     snapshot_configuration_problem,
+    snapshot_data_problem,
 )
 
 
@@ -233,15 +234,20 @@ def _entry_problem(m: AppendEntries, position: int) -> str:
 
 
 def _install_snapshot_problem(m: InstallSnapshot) -> str | None:
-    """A snapshot travels in chunks, so only its configuration (sent with every chunk)
-    is checked here; its data can only be checked once assembled, which the core does
-    with ``payload.snapshot_data_problem`` (the runtime hands it in)."""
+    """A snapshot travels in chunks: its configuration (sent with every chunk) is checked
+    here, and its data too when one message carries all of it; the data of a snapshot in
+    several chunks can only be checked once assembled, which the core does with the same
+    ``payload.snapshot_data_problem`` (the runtime hands it in)."""
     if m.last_included_term > m.term:
         return (f"last_included_term {m.last_included_term} is above the message's term "
                 f"{m.term}")
     problem = snapshot_configuration_problem(m.configuration, m.last_included_index)
     if problem is not None:
         return f"configuration is not valid: {problem}"
+    if m.offset == 0 and m.done:
+        problem = snapshot_data_problem(m.data)
+        if problem is not None:
+            return f"data is not a valid snapshot: {problem}"
     return None
 
 
