@@ -295,7 +295,8 @@ def test_many_small_frames_in_one_feed_are_not_limited_by_the_buffer() -> None:
 def test_the_longest_bin_fits_in_one_frame_with_the_defaults() -> None:
     configuration = encode_indexed(1, Configuration((ServerInfo("s1", "h:1"),)))
     chunk = bytes(MAX_BYTES_LEN - len(configuration) - 64)
-    snapshot = InstallSnapshot(9, "s1", "s2", 10**6, 8, configuration, chunk)
+    # a chunk of a larger snapshot (a whole snapshot in one message must be valid state)
+    snapshot = InstallSnapshot(9, "s1", "s2", 10**6, 8, configuration, chunk, done=False)
     data = encode_message(snapshot)
     assert len(data) <= MAX_FRAME_BYTES
     assert decode_message_bytes(data) == snapshot
