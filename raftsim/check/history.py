@@ -106,6 +106,10 @@ class KvHistory:
         self.events.append(Event(kind, client, op.f, op.key, value, time))  # type: ignore[arg-type]
         self.tags.append(pending.tag)
 
+    def is_open(self, client: str) -> bool:
+        """Whether ``client`` has a request that has not completed."""
+        return client in self._open
+
     @property
     def outstanding(self) -> int:
         return len(self._open)

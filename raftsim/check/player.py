@@ -20,13 +20,12 @@ It also keeps the history of the KV requests for the linearizability checker.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from raftsim.api.inmemory import ApiResponse, SimApi
+from raftsim.api.inmemory import ApiResponse
 from raftsim.check.history import KvHistory, kv_op_of_request
+from raftsim.check.invariants import Violation
 from raftsim.scenario.load import parse_scenario
 from raftsim.scenario.model import (
     Action,
@@ -42,18 +41,10 @@ from raftsim.scenario.model import (
     Timing,
     Wait,
 )
-from raftsim.scenario.runner import (
-    ScenarioRunner,
-    StepFailure,
-    attach_invariant_checker,
-)
+from raftsim.scenario.runner import ScenarioRunner, StepFailure
 from raftsim.sim.cluster import Cluster
 
 __all__ = ["PlayedStep", "SchedulePlayer", "Skip", "scenario_of"]
-
-_CURRENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("played_step",
-                                                                      default=None)
-
 
 class Skip(Exception):
     """The step cannot act now (no such server, already crashed...): skip it."""
@@ -98,17 +89,18 @@ class SchedulePlayer(ScenarioRunner):
     """Plays a schedule step by step: ``begin()``, ``play(step)`` for each, ``end()``.
 
     ``trace_messages=False`` leaves message send/deliver/drop records out of the trace
-    (the bulk of it); what the servers do is the same.
+    (the bulk of it); what the servers do is the same. The player is the runner's own
+    request observer (it keeps the KV history), and answers are not judged.
     """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None,
                  bugs: tuple[str, ...] = (), trace_messages: bool = True) -> None:
-        super().__init__(scenario, seed=seed, bugs=bugs)
-        self.trace_messages = trace_messages
+        super().__init__(scenario, seed=seed, bugs=bugs, judge_answers=False,
+                         trace_messages=trace_messages)
+        self.observer = self
         self.history = KvHistory()
         self.played: list[PlayedStep] = []
         self._playing: int | None = None
-        self.checker: Any | None = None
         #: each client's requests in flight: played-step index -> time sent
         self.in_flight: dict[str, dict[int, float]] = {}
 
@@ -116,22 +108,17 @@ class SchedulePlayer(ScenarioRunner):
 
     def begin(self) -> Cluster:
         """Build the cluster and attach the checker and the API, as ``run`` does."""
-        cluster = self.cluster = self._build()
-        assert cluster.recorder is not None
-        cluster.recorder.messages = self.trace_messages
-        self.checker = attach_invariant_checker(cluster)
-        self.api = SimApi(cluster)
-        return cluster
+        return self.start()
 
     @property
-    def violations(self) -> list[Any]:
-        return list(getattr(self.checker, "violations", None) or [])
+    def violations(self) -> list[Violation]:
+        return list(self.checker.violations)
 
     def play(self, step: Step, table: dict[str, Any], client: str | None = None
              ) -> PlayedStep:
         """Wait for ``step``'s time, then act, or skip; ``table`` is its step table.
         A request step of ``client`` is skipped while that client waits for an answer."""
-        self._wait_for_time(step)
+        self.wait_for_time(step)
         at = round(self.cluster.now, 6)
         number = step.number
         try:
@@ -151,7 +138,7 @@ class SchedulePlayer(ScenarioRunner):
         if client is not None and isinstance(action, Request):
             self.in_flight.setdefault(client, {})[self._playing] = self.cluster.now
         try:
-            self._run_step(Step(number, step.kind, action, Timing(), step.bind))
+            self.run_step(Step(number, step.kind, action, Timing(), step.bind))
         except StepFailure as exc:  # pragma: no cover - _concrete should prevent it
             raise RuntimeError(f"step {number} failed in the player: {exc}") from exc
         finally:
@@ -161,15 +148,10 @@ class SchedulePlayer(ScenarioRunner):
     def end(self) -> None:
         """Wait (bounded) for requests still in flight and run the checker's end-of-run
         checks, as ``run`` does after the last step."""
-        self._finish_background()
-        finish = getattr(self.checker, "finish", None)
-        if finish is not None:
-            finish()
+        self.finish_background()
+        self.checker.finish()
 
     def close(self) -> None:
-        detach = getattr(self.checker, "detach", None)
-        if detach is not None:
-            detach()
         # SimApi.aclose iterates its dict of applications while it awaits each close,
         # and a forwarded request arriving meanwhile builds one more ("dictionary
         # changed size during iteration"): build every server's now, the run is over
@@ -177,7 +159,7 @@ class SchedulePlayer(ScenarioRunner):
         if not cluster.loop.is_closed():
             for sid in list(cluster.servers):
                 self.api.app(sid)
-        self._close()
+        super().close()
 
     #: a client waits this long for an answer before it gives up on it (the request
     #: stays in flight, its outcome unknown to the client) and sends the next one...
@@ -243,36 +225,29 @@ class SchedulePlayer(ScenarioRunner):
 
     # -------------------------------------------------------------- requests
 
-    def _exchange(self, step: Step, action: Request, via: str, method: str,  # type: ignore[override]
-                  path: str, body: bytes, headers: dict[str, str]
-                  ) -> Coroutine[Any, Any, str | None]:
-        return self._tracked(self._playing, step, action, via, method, path, body, headers)
-
-    async def _tracked(self, index: int | None, step: Step, action: Request, via: str,
-                       method: str, path: str, body: bytes, headers: dict[str, str]
-                       ) -> str | None:
-        """The runner's exchange, with the request entered in the KV history first."""
+    def request_sent(self, step: Step, method: str, path: str, body: bytes) -> object:
+        """Enter a KV request in the history; the ticket is its played step's index."""
+        index = self._playing
         op = kv_op_of_request(method, path, body)
         if op is not None and index is not None:
             self.history.invoke(f"r{index}", op, self.cluster.now, tag=index)
-        _CURRENT.set(index)
-        try:
-            return await ScenarioRunner._exchange(self, step, action, via, method, path,
-                                                  body, headers)
-        finally:
-            for requests in self.in_flight.values():
-                requests.pop(index, None)  # type: ignore[arg-type]
+        return index
 
-    def _judge(self, action: Request, response: ApiResponse) -> str | None:
-        index = _CURRENT.get()
-        if index is not None:
-            played = self.played[index]
-            played.status = response.status
-            played.body = response.body
-            if f"r{index}" in self.history._open:
-                self.history.complete(f"r{index}", response.status, response.body,
-                                      self.cluster.now)
-        return None  # answers are recorded, not judged
+    def request_ended(self, ticket: object, response: ApiResponse | None) -> None:
+        """Record the answer in the played step and the history; the client is free."""
+        index = ticket if isinstance(ticket, int) else None
+        if index is None:
+            return
+        for requests in self.in_flight.values():
+            requests.pop(index, None)
+        if response is None:
+            return
+        played = self.played[index]
+        played.status = response.status
+        played.body = response.body
+        if self.history.is_open(f"r{index}"):
+            self.history.complete(f"r{index}", response.status, response.body,
+                                  self.cluster.now)
 
 
 def _table_of(action: Action, original: dict[str, Any]) -> dict[str, Any]:
