@@ -52,6 +52,9 @@ __all__ = ["Failure", "RequestObserver", "RunResult", "ScenarioRunner", "StepFai
 
 #: how long the end of a run waits for background requests still in flight
 BACKGROUND_GRACE = 30.0
+#: how long a step waits for the answer to a request it does not send in the background
+#: (a paused server answers nothing until it resumes)
+CLIENT_TIMEOUT = 30.0
 #: how much of an answer's body the narration repeats
 ANSWER_EXCERPT = 160
 
@@ -511,8 +514,12 @@ class ScenarioRunner:
         """Each server's committed configuration, asked of its API with ?stale."""
         served: dict[str, ServedConfiguration] = {}
         for sid in ids:
-            if not self.cluster.servers[sid].running:
+            server = self.cluster.servers[sid]
+            if not server.running:
                 served[sid] = "not running"
+                continue
+            if server.paused:  # SIGSTOPped: it would answer only after it resumes
+                served[sid] = "paused, so it answers nothing"
                 continue
             response = await self._send(sid, "GET", "/v1/operator/raft/configuration?stale")
             try:
@@ -530,11 +537,19 @@ class ScenarioRunner:
     # -------------------------------------------------------------- requests
 
     async def _send(self, sid: str, method: str, path: str, body: bytes = b"",
-                    headers: dict[str, str] | None = None) -> ApiResponse:
+                    headers: dict[str, str] | None = None,
+                    timeout: float | None = None) -> ApiResponse:
+        """The answer; status 0 when the connection was refused or, with ``timeout``,
+        no answer came in time."""
+        request = self.api.request(sid, method, path, body=body, headers=headers)
         try:
-            return await self.api.request(sid, method, path, body=body, headers=headers)
+            if timeout is None:
+                return await request
+            return await asyncio.wait_for(request, timeout)
         except ConnectionRefusedError:
             return ApiResponse(0, {}, b"connection refused")
+        except TimeoutError:
+            return ApiResponse(0, {}, f"no answer within {timeout:g}s".encode())
 
     def _request(self, step: Step, action: Request) -> None:
         via = self.require(action.via)
@@ -592,7 +607,8 @@ class ScenarioRunner:
         """Send, narrate the answer, and judge it: the failure message, or None."""
         response: ApiResponse | None = None
         try:
-            response = await self._send(via, method, path, body, headers or None)
+            response = await self._send(via, method, path, body, headers or None,
+                                        None if action.background else CLIENT_TIMEOUT)
             return self._answered(step, action, via, response)
         finally:
             if self.observer is not None:
@@ -600,8 +616,10 @@ class ScenarioRunner:
 
     def _answered(self, step: Step, action: Request, via: str,
                   response: ApiResponse) -> str | None:
-        if response.status == 0:
+        if response.status == 0 and response.body == b"connection refused":
             self._record(via, "client", {"text": "refused the connection: it is not running"})
+        elif response.status == 0:
+            self._record(via, "client", {"text": f"gave no answer: {response.text}"})
         elif _excerpt(response):
             # the api record has the status; this tells what the body said
             self._record(via, "client",

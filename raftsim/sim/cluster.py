@@ -16,7 +16,7 @@ from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
 from raftsim.runtime.server import Server
-from raftsim.sim.loop import VirtualTimeLoop
+from raftsim.sim.loop import VirtualTimeLoop, run_as_process
 from raftsim.sim.network import SimNetwork
 from raftsim.sim.trace import TraceRecorder
 from raftsim.storage.base import Storage
@@ -110,7 +110,7 @@ class Cluster:
             storage.save(hard_state, tuple(entries), None)
             self._make_server(sid, storage)
         for sid in ids:
-            self.servers[sid].start()
+            run_as_process(sid, self.servers[sid].start)
 
     @staticmethod
     def _validate(servers: int | Sequence[str], nonvoters: Sequence[str],
@@ -166,8 +166,20 @@ class Cluster:
             snapshot_threshold=self.snapshot_threshold,
         )
         self.servers[sid] = server
-        self.network.attach(sid, server.receive)
+        self.network.attach(sid, self._receiver(sid))
         return server
+
+    def _receiver(self, sid: str) -> Callable[[str, bytes], None]:
+        """What the network hands ``sid``'s frames to: its server, as its own process."""
+        def receive(source: str, data: bytes) -> None:
+            run_as_process(sid, self.servers[sid].receive, source, data)
+
+        return receive
+
+    def in_process(self, sid: str, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` as a task of ``sid``'s process: it is frozen while ``sid`` is
+        paused, as the handling of a request by a SIGSTOPped server would be."""
+        return run_as_process(sid, self.loop.create_task, coro)
 
     # ------------------------------------------------------------------ time
 
@@ -237,6 +249,7 @@ class Cluster:
     def crash(self, sid: str) -> None:
         server = self._server(sid)
         self._fault("crash", target=sid)
+        self._thaw(sid)  # a killed process's held work runs into a server that is gone
         server.crash()
         self.network.detach(sid)
         if isinstance(server.storage, CrashDiskStorage):
@@ -249,16 +262,29 @@ class Cluster:
         if server.running:
             return
         self._fault("restart", target=sid)
-        self.network.attach(sid, server.receive)
-        server.start()
+        self.network.attach(sid, self._receiver(sid))
+        run_as_process(sid, server.start)
 
     def pause(self, sid: str) -> None:
+        """SIGSTOP: ``sid`` handles nothing (no messages, no HTTP requests, no timers,
+        so no sends) until resumed; what arrives for it waits, in order."""
+        server = self._server(sid)
         self._fault("pause", target=sid)
-        self._server(sid).pause()
+        server.pause()
+        if server.paused and isinstance(self.loop, VirtualTimeLoop):
+            self.loop.freeze(sid)
 
     def resume(self, sid: str) -> None:
+        """SIGCONT: the frames that waited in ``sid``'s sockets are handled first, then
+        its timers that fell due and the work it was stopped in the middle of."""
+        server = self._server(sid)
         self._fault("resume", target=sid)
-        self._server(sid).resume()
+        run_as_process(sid, server.resume)
+        self._thaw(sid)
+
+    def _thaw(self, sid: str) -> None:
+        if isinstance(self.loop, VirtualTimeLoop):
+            self.loop.thaw(sid)
 
     def partition(self, groups: Sequence[Sequence[str]]) -> None:
         self._fault("partition", groups=[list(g) for g in groups])
@@ -285,7 +311,7 @@ class Cluster:
         self.addresses[sid] = address or rpc_address(len(self.ids))
         self.node_names.setdefault(sid, f"{sid}.global")
         server = self._make_server(sid, self._new_storage(sid))
-        server.start()
+        run_as_process(sid, server.start)
         return server
 
     # ------------------------------------------------------------------ clients
@@ -295,10 +321,12 @@ class Cluster:
         leader = self.leader()
         if leader is None:
             raise RuntimeError("no leader")
-        return await self.servers[leader].propose(command, timeout=timeout)
+        return await self.in_process(
+            leader, self.servers[leader].propose(command, timeout=timeout))
 
     def close(self) -> None:
-        for server in self.servers.values():
+        for sid, server in self.servers.items():
+            self._thaw(sid)
             server.crash()
         if not self.loop.is_closed():
             # let cancelled tasks finish so nothing warns at garbage collection

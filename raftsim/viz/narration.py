@@ -45,9 +45,11 @@ def _fault_sentence(rec: Record) -> str:
     if fault == "restart":
         return f"{target} restarted from what it had on disk"
     if fault == "pause":
-        return f"{target} froze (like SIGSTOP): it handles nothing until resumed"
+        return (f"{target} froze (SIGSTOP): no messages, no HTTP answers, no timers, no "
+                "sends until resumed; what arrives for it waits in its sockets")
     if fault == "resume":
-        return f"{target} resumed and catches up on what arrived meanwhile"
+        return (f"{target} resumed (SIGCONT): it handles what waited in its sockets, then "
+                "the timers that fell due while it was frozen")
     if fault == "partition":
         groups = " | ".join(",".join(g) for g in rec.get("groups", []))
         return f"network partitioned into groups {groups}"
