@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import unquote
 
 from raftsim.api.inmemory import ApiResponse
-from raftsim.check.history import KvHistory, kv_op_of_request
+from raftsim.check.history import KvHistory, KvOp, kv_op_of_request
 from raftsim.check.invariants import Violation
+from raftsim.check.schedule import READ_INDEX
 from raftsim.scenario.load import parse_scenario
 from raftsim.scenario.model import (
     Action,
@@ -103,6 +105,12 @@ class SchedulePlayer(ScenarioRunner):
         self._playing: int | None = None
         #: each client's requests in flight: played-step index -> time sent
         self.in_flight: dict[str, dict[int, float]] = {}
+        #: the value each (key, modify index) was read with (for ``?cas=N`` in the
+        #: history), and the index each client last read of each key
+        self.versions: dict[tuple[str, int], str] = {}
+        self.last_read: dict[tuple[str, str], int] = {}
+        self._client_of: dict[int, str] = {}
+        self._ops: dict[int, KvOp] = {}
 
     # -------------------------------------------------------------- lifecycle
 
@@ -124,7 +132,7 @@ class SchedulePlayer(ScenarioRunner):
         try:
             if client is not None:
                 self._client_ready(client)
-            action = self._concrete(step.action)
+            action = self._concrete(step.action, client)
         except Skip as why:
             # a step that only waits keeps the clock's steps the same on replay
             played = PlayedStep(number, {"at": at}, str(why))
@@ -137,6 +145,7 @@ class SchedulePlayer(ScenarioRunner):
         self._playing = len(self.played) - 1
         if client is not None and isinstance(action, Request):
             self.in_flight.setdefault(client, {})[self._playing] = self.cluster.now
+            self._client_of[self._playing] = client
         try:
             self.run_step(Step(number, step.kind, action, Timing(), step.bind))
         except StepFailure as exc:  # pragma: no cover - _concrete should prevent it
@@ -187,8 +196,9 @@ class SchedulePlayer(ScenarioRunner):
             raise Skip(f"{sid} does not exist")
         return sid
 
-    def _concrete(self, action: Action) -> Action:
-        """``action`` with server references resolved, or Skip when it cannot act."""
+    def _concrete(self, action: Action, client: str | None = None) -> Action:
+        """``action`` with server references (and a ``?cas=read-index``) resolved, or
+        Skip when it cannot act."""
         cluster = self.cluster
         if isinstance(action, ServerFault):
             sid = self._server(action.target)
@@ -220,17 +230,28 @@ class SchedulePlayer(ScenarioRunner):
             if action.kind != "add" and action.subject is not None:
                 changes["subject"] = self._server(action.subject)
             changes["via"] = self._server(action.via)
+            if action.kind == "api" and f"?cas={READ_INDEX}" in action.path:
+                changes["path"] = self._read_index_path(action.path, client)
             return replace(action, **changes)
         return action
+
+    def _read_index_path(self, path: str, client: str | None) -> str:
+        """``path`` with the modify index ``client`` last read of its key."""
+        key = unquote(path.partition("?")[0].removeprefix("/v1/kv/"))
+        index = self.last_read.get((client or "", key))
+        if index is None:
+            raise Skip(f"client {client} has read no modify index of {key!r} yet")
+        return path.replace(f"?cas={READ_INDEX}", f"?cas={index}")
 
     # -------------------------------------------------------------- requests
 
     def request_sent(self, step: Step, method: str, path: str, body: bytes) -> object:
         """Enter a KV request in the history; the ticket is its played step's index."""
         index = self._playing
-        op = kv_op_of_request(method, path, body)
+        op = kv_op_of_request(method, path, body, self.versions)
         if op is not None and index is not None:
             self.history.invoke(f"r{index}", op, self.cluster.now, tag=index)
+            self._ops[index] = op
         return index
 
     def request_ended(self, ticket: object, response: ApiResponse | None) -> None:
@@ -245,6 +266,14 @@ class SchedulePlayer(ScenarioRunner):
         played = self.played[index]
         played.status = response.status
         played.body = response.body
+        op = self._ops.pop(index, None)
+        modify_index = response.header("X-Nomad-Index")
+        if (op is not None and op.f == "read" and response.status == 200
+                and modify_index is not None and modify_index.isdigit()):
+            self.versions[(op.key, int(modify_index))] = response.text
+            client = self._client_of.get(index)
+            if client is not None:
+                self.last_read[(client, op.key)] = int(modify_index)
         if self.history.is_open(f"r{index}"):
             self.history.complete(f"r{index}", response.status, response.body,
                                   self.cluster.now)
@@ -282,6 +311,7 @@ def _table_of(action: Action, original: dict[str, Any]) -> dict[str, Any]:
             table["via"] = action.via
         if kind == "api":
             table["server"] = action.via
+            table["path"] = action.path
         if kind in ("remove", "promote", "transfer"):
             table["server"] = action.subject
         return {kind: table}
