@@ -433,6 +433,10 @@ def generate_case(seed: int, *, servers: int = 5, duration: float = 30.0,
            rng.uniform(0.5, 3.0), (0.5, 3.0))
     rate = rng.uniform(2.5, 6.0)
     _workload(b, clients, b.keys, rate)
+    if rng.random() < 0.3:
+        # clocks that disagree (rate and offset per server, from the seed): Raft's
+        # safety must not depend on them (docs/testing.md, "What depends on time")
+        cluster["clock_drift"] = rng.choice([0.001, 0.05, 0.2])
     b.at(duration, {"say": "end of the schedule"})
     steps, clients_of = b.sorted_steps()
     return FuzzCase(seed, servers, duration, clients, cluster, steps, enabled, clients_of)

@@ -117,6 +117,9 @@ class RaftNode:
         self._reads: list[PendingRead] = []
         self._reads_waiting_for_commit: list[int] = []
         self._read_context = 0
+        #: lease reads: when each read round's heartbeats were sent, and the lease end
+        self._read_round_sent: dict[int, float] = {}
+        self._lease_until = -INF
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._election_deadline = INF
@@ -314,6 +317,11 @@ class RaftNode:
             # The leader's commit index is only known to be current once it has
             # committed an entry of its own term (its no-op).
             self._reads_waiting_for_commit.append(request_id)
+        elif (self.settings.lease_reads and self.settings.check_quorum
+              and now < self._lease_until and self.transfer_target is None):
+            # no other leader can be elected before the lease ends -- if every clock
+            # runs at the rate of ours
+            self._read_states.append(ReadState(request_id, self.commit_index))
         else:
             self._start_read(request_id, now)
         return self._ready()
@@ -338,6 +346,8 @@ class RaftNode:
 
     def _become_follower(self, term: int, leader: str | None, now: float) -> None:
         was = self.role
+        self._lease_until = -INF
+        self._read_round_sent.clear()
         if term > self.term:
             self.term = term
             self.voted_for = None
@@ -706,6 +716,8 @@ class RaftNode:
             self._read_states.append(ReadState(request_id, self.commit_index))
             return
         self._read_context += 1
+        if self.settings.lease_reads:
+            self._read_round_sent[self._read_context] = now
         self._reads.append(PendingRead(request_id, self.commit_index, self._read_context,
                                        {self.id}))
         self._broadcast_heartbeat(now, context=self._read_context)
@@ -721,6 +733,10 @@ class RaftNode:
                 confirmed = position + 1
         for read in self._reads[:confirmed]:
             self._read_states.append(ReadState(read.request_id, read.index))
+            sent = self._read_round_sent.pop(read.context, None)
+            if sent is not None:
+                self._lease_until = max(self._lease_until,
+                                        sent + self.settings.election_timeout_min)
         del self._reads[:confirmed]
 
     # ------------------------------------------------------------------ log helpers

@@ -25,6 +25,11 @@ class NodeSettings:
     max_entries_per_message: int = 64
     #: AppendEntries messages in flight to one follower while replicating
     max_inflight: int = 16
+    #: dissertation §6.4.1: answer reads at once while a lease holds -- an election
+    #: timeout (by this server's clock) from the sending of a heartbeat round that a
+    #: quorum acknowledged (needs CheckQuorum, as etcd's). Safe only while clocks run
+    #: at the same rate.
+    lease_reads: bool = False
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ def node_settings(spec: ClusterSpec, bugs: Iterable[str] = ()) -> NodeSettings:
         heartbeat_interval=spec.heartbeat, election_timeout_min=spec.election_timeout[0],
         election_timeout_max=spec.election_timeout[1], pre_vote=spec.pre_vote,
         check_quorum=spec.check_quorum, max_entries_per_message=spec.max_entries_per_message,
-        bugs=frozenset(bugs))
+        lease_reads=spec.lease_reads, bugs=frozenset(bugs))
 
 
 def build_cluster(spec: ClusterSpec, *, seed: int, bugs: Iterable[str] = (),
@@ -42,4 +42,4 @@ def build_cluster(spec: ClusterSpec, *, seed: int, bugs: Iterable[str] = (),
                 nonvoters=spec.nonvoters, node_names=dict(spec.names),
                 latency=spec.latency, loss=spec.loss, duplication=spec.duplication,
                 reorder=spec.reorder, snapshot_threshold=spec.snapshot_threshold,
-                loop=loop, trace_messages=trace_messages)
+                clock_drift=spec.clock_drift, loop=loop, trace_messages=trace_messages)

@@ -16,6 +16,7 @@ from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
 from raftsim.runtime.server import Server
+from raftsim.sim.clock import ClockSkew, ServerClock, draw_skew
 from raftsim.sim.loop import VirtualTimeLoop, run_as_process
 from raftsim.sim.network import SimNetwork
 from raftsim.sim.trace import TraceRecorder
@@ -65,6 +66,8 @@ class Cluster:
         loop: asyncio.AbstractEventLoop | None = None,
         disk: str = "memory",
         sync_every: int = 1,
+        clock_drift: float = 0.0,
+        clock_skews: dict[str, ClockSkew] | None = None,
     ) -> None:
         """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
         ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
@@ -74,11 +77,18 @@ class Cluster:
 
         ``disk``: ``"memory"`` (a crash loses nothing) or ``"crashdisk"``: a disk with a
         write cache (``CrashDiskStorage``) that syncs every ``sync_every``-th write, and
-        a crash loses (or tears) what was written but not yet synced."""
+        a crash loses (or tears) what was written but not yet synced.
+
+        ``clock_drift``: each server's clock runs at a rate drawn from ``1 ± clock_drift``
+        and reads with an offset, both from the seed (``raftsim.sim.clock``); 0 gives
+        every server the loop's own clock. ``clock_skews`` sets chosen servers' skews
+        outright (the others keep the loop's clock, or draw theirs)."""
         if disk not in ("memory", "crashdisk"):
             raise ValueError(f"disk must be 'memory' or 'crashdisk', got {disk!r}")
         if sync_every < 1:
             raise ValueError(f"sync_every must be at least 1, got {sync_every}")
+        if not 0.0 <= clock_drift < 1.0:
+            raise ValueError(f"clock_drift must be at least 0 and below 1, got {clock_drift}")
         self.disk = disk
         self.sync_every = sync_every
         ids = self._validate(servers, nonvoters, latency, loss, duplication, reorder,
@@ -90,6 +100,11 @@ class Cluster:
         self.node_names = {sid: f"{sid}.global" for sid in ids}
         self.node_names.update(node_names or {})
         self.snapshot_threshold = snapshot_threshold
+        self.clock_drift = clock_drift
+        self.clock_skews: dict[str, ClockSkew] = {}
+        if clock_drift:
+            self.clock_skews = {sid: draw_skew(seed, sid, clock_drift) for sid in ids}
+        self.clock_skews.update(clock_skews or {})
         self.loop: asyncio.AbstractEventLoop = loop if loop is not None else VirtualTimeLoop()
         self.recorder: TraceRecorder | None = None
         if trace:
@@ -161,13 +176,22 @@ class Cluster:
             rng=random.Random(f"{self.seed}:server:{sid}"),
             storage=storage,
             transport=_SimTransport(self.network, sid),
-            loop=self.loop,
+            loop=self._clock_of(sid),
             observer=recorder.record if recorder is not None else None,
             snapshot_threshold=self.snapshot_threshold,
         )
         self.servers[sid] = server
         self.network.attach(sid, self._receiver(sid))
         return server
+
+    def _clock_of(self, sid: str) -> asyncio.AbstractEventLoop:
+        """The loop as ``sid`` sees it: with its own clock when clocks drift."""
+        skew = self.clock_skews.get(sid)
+        if skew is None and self.clock_drift:
+            skew = self.clock_skews[sid] = draw_skew(self.seed, sid, self.clock_drift)
+        if skew is None:
+            return self.loop
+        return ServerClock(self.loop, skew)  # type: ignore[return-value]
 
     def _receiver(self, sid: str) -> Callable[[str, bytes], None]:
         """What the network hands ``sid``'s frames to: its server, as its own process."""
