@@ -9,8 +9,9 @@ import pytest
 from raftsim.api import SimApi
 from raftsim.check.history import KvHistory, KvOp
 from raftsim.core.settings import NodeSettings
-from raftsim.sim.clock import ClockSkew, draw_skew
+from raftsim.sim.clock import ClockSkew, ServerClock, draw_skew
 from raftsim.sim.cluster import Cluster
+from raftsim.sim.loop import VirtualTimeLoop
 
 
 def test_skews_come_from_the_seed_and_each_server_reads_its_own_clock() -> None:
@@ -104,3 +105,19 @@ def test_without_leases_the_same_read_is_refused_not_stale() -> None:
     history, status = _read_after_a_new_leader_wrote(lease_reads=False, rate=1 / 3)
     assert status != 200
     assert history.check().verdict == "ok"
+
+
+@pytest.mark.parametrize("rate", [0.8, 1 / 3, 1.2, 0.999])
+def test_a_timer_set_by_a_skewed_clock_fires_when_that_clock_reads_its_deadline(
+        rate: float) -> None:
+    """Rounding must never fire a timer a hair before its local deadline: a server
+    would set it again for the same moment, forever (a hang the fuzzer found)."""
+    loop = VirtualTimeLoop()
+    clock = ServerClock(loop, ClockSkew(rate=rate, offset=123.456789))
+    seen: list[float] = []
+    for k in range(1, 200):
+        deadline = clock.time() + k * 0.0137
+        clock.call_at(deadline, lambda d=deadline: seen.append(clock.time() - d))
+    loop.run_for(10.0)
+    loop.close()
+    assert len(seen) == 199 and min(seen) >= 0.0

@@ -14,6 +14,7 @@ so the run stays one loop, one order of events, one seed.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,13 @@ class ServerClock:
         return self.skew.offset + self.skew.rate * self._loop.time()
 
     def _virtual(self, local: float) -> float:
-        return (local - self.skew.offset) / self.skew.rate
+        """The earliest virtual time at which this clock reads ``local`` or later (the
+        plain inverse can round to a moment a hair before, and a timer that fires
+        before its deadline would be set again for the same moment, forever)."""
+        virtual = (local - self.skew.offset) / self.skew.rate
+        while self.skew.offset + self.skew.rate * virtual < local:
+            virtual = math.nextafter(virtual, math.inf)
+        return virtual
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any
                 ) -> asyncio.TimerHandle:
