@@ -490,10 +490,10 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         options = FuzzOptions(
             seeds=args.seeds, start=args.start, servers=args.servers, duration=args.duration,
             clients=args.clients, workers=args.workers, shard=args.shard,
-            bugs=tuple(dict.fromkeys(args.bug)), out=Path(args.out))
+            bugs=tuple(dict.fromkeys(args.bug)), out=Path(args.out), dask=args.dask)
+        return fuzz_main(options, as_json=args.json)
     except FuzzUsageError as exc:
         raise UsageError(str(exc)) from None
-    return fuzz_main(options, as_json=args.json)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -545,6 +545,10 @@ def _add_fuzz_command(sub: Any) -> None:
     fuzz.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                       help="run only the I-th of N interleaved slices of the seeds "
                            "(e.g. 2/4 on the second of four machines)")
+    fuzz.add_argument("--dask", default=None, metavar="ADDRESS",
+                      help="run the seeds on the Dask cluster whose scheduler is at ADDRESS "
+                           "(e.g. tcp://10.0.0.5:8786; needs the 'dask' extra); same "
+                           "results as a local run")
     fuzz.add_argument("--bug", type=_bug_name, action="append", default=[], metavar="NAME",
                       help="switch on a core bug switch (repeatable; see --list-bugs)")
     fuzz.add_argument("--out", default="fuzz-out", metavar="DIR",

@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +27,7 @@ from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
 from raftsim.live.agent import LIVE_SETTINGS, Agent, AgentConfig
 from raftsim.live.launcher import ServerSpec, agent_command, plan_cluster
+from raftsim.live.ports import free_port_run, free_ports
 from raftsim.live.transport import LinkSettings
 from raftsim.runtime.server import Server
 
@@ -54,41 +53,6 @@ def wait_until(predicate: Callable[[], T | None], timeout: float, what: str,
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         event.wait(interval)  # nobody sets it: a bounded pause between polls
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free a moment ago."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port_run(count: int) -> int:
-    """A base port P with P..P+count-1 all free (for ``--base-port``), above the
-    ephemeral range's usual start so nothing else is likely to take them meanwhile."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no run of free ports found")
 
 
 # ---------------------------------------------------------------------- HTTP

@@ -93,8 +93,8 @@ def test_the_text_report_names_seed_invariant_event_and_reproducer(
     code = main(["fuzz", "--bug", "no-log-check", "--seeds", "20", "--out", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 1
-    found = re.search(r"VIOLATION at seed (\d+): leader-completeness", captured.out)
-    assert found is not None, captured.out
+    found = re.search(r"VIOLATION at seed (\d+): (\S+)", captured.out)
+    assert found is not None and found.group(2) in CAUGHT_AS["no-log-check"]
     seed = found.group(1)
     assert "first violating event: {" in captured.out
     assert f"reproducer: {tmp_path}/seed-{seed}.toml" in captured.out
@@ -231,6 +231,11 @@ def test_a_linearizability_reproducer_pins_the_stale_read(tmp_path: Path) -> Non
     text = rep.path.read_text()
     assert "Pinned: the read of" in text and "a linearizable store could answer" in text
     assert "(in the background)" in rep.verify_message
+    # pause is SIGSTOP: a paused leader answers nothing, so the stale read comes from a
+    # leader that cannot hear it was deposed (cut off, CheckQuorum off)
+    scenario = load_scenario(rep.path)
+    kinds = {step.kind for step in scenario.steps}
+    assert "pause" not in kinds and kinds & {"isolate", "partition", "cut"}, kinds
 
 
 # ---------------------------------------------------------------------- the history
@@ -240,7 +245,13 @@ def test_requests_map_to_register_operations() -> None:
     assert kv_op_of_request("GET", "/v1/kv/a?stale", b"") is None
     assert kv_op_of_request("PUT", "/v1/kv/a", b"1") == KvOp("write", "a", "1")
     assert kv_op_of_request("PUT", "/v1/kv/a?cas=0", b"1") == KvOp("cas", "a", (None, "1"))
-    assert kv_op_of_request("PUT", "/v1/kv/a?cas=7", b"1") is None
+    # a CAS on an index: compared with the value that index was read with...
+    assert kv_op_of_request("PUT", "/v1/kv/a?cas=7", b"1", {("a", 7): "0"}) == \
+        KvOp("cas", "a", ("0", "1"))
+    # ...or, when nobody read it, a write that may or may not happen: never dropped
+    assert kv_op_of_request("PUT", "/v1/kv/a?cas=7", b"1") == \
+        KvOp("write", "a", "1", conditional=True)
+    assert kv_op_of_request("PUT", "/v1/kv/a?cas=x", b"1") is None  # refused: 400
     assert kv_op_of_request("DELETE", "/v1/kv/a", b"") == KvOp("delete", "a")
     assert kv_op_of_request("GET", "/v1/status/leader", b"") is None
 
@@ -253,7 +264,13 @@ def test_answers_become_outcomes() -> None:
              (KvOp("write", "k", "v"), 200, b"true", ("ok", None)),
              (KvOp("write", "k", "v"), 0, b"", ("fail", None)),
              (KvOp("write", "k", "v"), 500, b"timeout", ("info", None)),
-             (KvOp("cas", "k", (None, "v")), 200, b"false", ("ok", False))]
+             (KvOp("cas", "k", (None, "v")), 200, b"false", ("ok", False)),
+             (KvOp("cas", "k", ("u", "v")), 200, b"true", ("ok", True)),
+             (KvOp("cas", "k", ("u", "v")), 500, b"timeout", ("info", None)),
+             (KvOp("delete", "k"), 500, b"timeout", ("info", None)),
+             (KvOp("write", "k", "v", conditional=True), 200, b"true", ("ok", None)),
+             (KvOp("write", "k", "v", conditional=True), 200, b"false", ("fail", None)),
+             (KvOp("write", "k", "v", conditional=True), 500, b"timeout", ("info", None))]
     for n, (op, status, body, expected) in enumerate(cases):
         history.invoke(f"c{n}", op, float(n))
         history.complete(f"c{n}", status, body, n + 0.5)
@@ -276,6 +293,36 @@ def test_unknown_outcomes_are_settled_by_the_committed_log() -> None:
     assert [(e.client, e.type, e.time) for e in settled] == [
         ("a", "invoke", 0.0), ("b", "invoke", 0.1), ("a", "ok", 0.3), ("b", "fail", 0.6),
         ("c", "invoke", 1.0), ("c", "ok", 1.1)]
+
+
+def test_a_committed_cas_that_failed_is_settled_as_not_having_happened() -> None:
+    """An unknown-outcome conditional write whose command was committed but did not
+    swap (its index was stale) did not happen."""
+    events = [Event("invoke", "a", "write", "k", "2", 0.0),
+              Event("info", "a", "write", "k", None, 0.5)]
+    committed = [(Entry(2, 1, data=encode_put("k", b"1")), 0.1),
+                 (Entry(2, 2, data=encode_put("k", b"2", 5)), 0.2)]
+    settled = resolve_unknown(events, committed)
+    assert [(e.type, e.time) for e in settled] == [("invoke", 0.0), ("fail", 0.5)]
+
+
+def test_the_fuzz_clients_send_index_cas_and_deletes_and_the_history_keeps_them() -> None:
+    """Over a few seeds: CAS on a modify index a client read (in the history as a CAS
+    expecting the value read there) and deletes, answered or not."""
+    cas_ops, deletes, unknown = 0, 0, 0
+    for seed in range(3):
+        run = play_case(generate_case(seed))
+        paths = [p.step["api"]["path"] for p in run.played
+                 if p.skipped is None and "api" in p.step]
+        assert all("read-index" not in path for path in paths)
+        index_cas = [path for path in paths if "?cas=" in path and not path.endswith("=0")]
+        assert index_cas, f"seed {seed} sent no index CAS"
+        invokes = [e for e in run.history.events if e.type == "invoke"]
+        cas_ops += sum(1 for e in invokes if e.f == "cas" and isinstance(e.value, tuple)
+                       and e.value[0] is not None)
+        deletes += sum(1 for e in invokes if e.f == "delete")
+        unknown += sum(1 for e in run.history.events if e.type == "info")
+    assert cas_ops > 0 and deletes > 0 and unknown > 0
 
 
 def test_a_seed_played_twice_through_play_case_is_identical() -> None:

@@ -158,6 +158,34 @@ def test_info_write_seen_and_then_unseen_is_a_violation() -> None:
     assert result.message.endswith('read by c2 returned absent after a read by c2 had returned "1"')
 
 
+@pytest.mark.parametrize("seen", ["1", "2"])
+def test_info_cas_may_or_may_not_have_swapped(seen: str) -> None:
+    """A CAS on a read version (the fuzz clients' ``?cas=N``) whose answer never came."""
+    history = write("c1", "1") + [invoke("c2", "cas", ("1", "2")), info("c2", "cas")]
+    assert verdict(history + read("c3", seen)) == "ok"
+
+
+def test_info_cas_cannot_swap_from_a_value_the_key_did_not_hold() -> None:
+    history = write("c1", "1") + [invoke("c2", "cas", ("9", "2")), info("c2", "cas")]
+    assert verdict(history + read("c3", "2")) == "violation"
+
+
+def test_info_cas_that_swapped_stays_swapped() -> None:
+    history = write("c1", "1") + [invoke("c2", "cas", ("1", "2")), info("c2", "cas")]
+    assert verdict(history + read("c3", "2") + read("c3", "1")) == "violation"
+
+
+@pytest.mark.parametrize("seen", ["1", None])
+def test_info_delete_may_or_may_not_have_happened(seen: str | None) -> None:
+    history = write("c1", "1") + [invoke("c2", "delete"), info("c2", "delete")]
+    assert verdict(history + read("c3", seen)) == "ok"
+
+
+def test_info_delete_happens_once() -> None:
+    history = write("c1", "1") + [invoke("c2", "delete"), info("c2", "delete")]
+    assert verdict(history + read("c3", None) + read("c3", "1")) == "violation"
+
+
 def test_invoke_without_completion_is_an_unknown_outcome() -> None:
     assert verdict([invoke("c1", "write", "1")] + read("c2", "1")) == "ok"
     assert verdict([invoke("c1", "write", "1")] + read("c2", None)) == "ok"

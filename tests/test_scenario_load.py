@@ -91,6 +91,10 @@ INVALID = [
     ("loss above 1",
      'title = "t"\n[cluster]\nloss = 1.5\n[[step]]\nsay = "hi"\n',
      "key 'cluster.loss': must be a probability between 0 and 1, got the number 1.5"),
+    ("clock drift too wide",
+     'title = "t"\n[cluster]\nclock_drift = 0.9\n[[step]]\nsay = "hi"\n',
+     "key 'cluster.clock_drift': must be a number from 0 to 0.5 (each server's clock runs "
+     "at a rate within 1 +- clock_drift), got the number 0.9"),
     ("loss above 1 in a step",
      'title = "t"\n[[step]]\nloss = 2\n',
      "step 1: key 'loss': must be a probability between 0 and 1, got the integer 2"),
@@ -134,7 +138,7 @@ INVALID = [
      'title = "t"\n[cluster]\nheartbeats = 0.1\n[[step]]\nsay = "hi"\n',
      "key 'cluster.heartbeats': unknown key; allowed: servers, nonvoters, names, heartbeat, "
      "election_timeout, latency, loss, duplication, reorder, pre_vote, check_quorum, "
-     "snapshot_threshold, max_entries_per_message"),
+     "snapshot_threshold, max_entries_per_message, clock_drift, lease_reads"),
     ("election timeout not above the heartbeat",
      'title = "t"\n[cluster]\nheartbeat = 0.2\n[[step]]\nsay = "hi"\n',
      "key 'cluster.election_timeout': its min (0.15) must be greater than the heartbeat "

@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from raftsim.scenario import load_scenario, run_scenario
-from raftsim.scenario import runner as runner_module
 from raftsim.scenario.command import RunOptions, run_command
 from raftsim.scenario.golden import golden_path, read_golden
 from raftsim.scenario.runner import json_mismatch
@@ -313,34 +311,17 @@ def test_figure_8_fails_with_the_commit_rule_switched_off() -> None:
             or "safety invariant" in result.failure.message)
 
 
-# ---------------------------------------------------------------------- invariants hook
+# ---------------------------------------------------------------------- invariants
 
-def test_a_safety_violation_fails_the_run(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    class Checker:
-        def __init__(self, cluster: Any) -> None:
-            self.violations = [SimpleNamespace(invariant="election-safety", t=0.5,
-                                               message="two leaders in term 2")]
-
-    monkeypatch.setattr(runner_module, "attach_invariant_checker", Checker)
-    path = _write(tmp_path, 'title = "t"\n[[step]]\nsay = "hi"\n')
-    result = run_scenario(load_scenario(path))
+def test_every_run_is_watched_by_the_invariant_checker() -> None:
+    """The checker is part of every run (no optional import): with the commit rule
+    switched off, figure-8 fails on the broken invariant, named before the step that
+    was running when it broke."""
+    result = run_scenario(load_scenario(SCENARIOS / "figure-8.toml"),
+                          bugs=("commit-prior-term",))
     assert result.failure is not None
-    assert str(result.failure) == ("step 1 (say) at t=0.000s: safety invariant "
-                                   "'election-safety' broke at t=0.500s: two leaders in term 2")
-
-
-def test_without_an_invariant_checker_the_run_says_so(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(name: str) -> Any:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    monkeypatch.setattr(runner_module.importlib, "import_module", missing)
-    path = _write(tmp_path, 'title = "t"\n[[step]]\nsay = "hi"\n', "plain")
-    code, out, _ = _run(path, quiet=True)
-    assert code == 0
-    assert out.splitlines()[0] == ("PASS plain: 0 expectations held over 0.000 virtual "
-                                   "seconds; no invariant checker installed")
+    assert result.failure.message.startswith("safety invariant 'current-term-commit' broke")
+    assert [v.invariant for v in result.violations][:1] == ["current-term-commit"]
 
 
 # ---------------------------------------------------------------------- the command

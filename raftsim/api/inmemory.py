@@ -9,6 +9,7 @@ header, so never a token).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -95,7 +96,9 @@ class SimApi:
         """One HTTP request to ``server_id``'s API (``path_with_query`` as in a request
         line; non-ASCII is percent-encoded). A server that is not running refuses the
         connection (``ConnectionRefusedError``), as a stopped process would. A paused
-        server still answers, from its frozen state."""
+        server (SIGSTOP) answers nothing: the request waits in its socket and is
+        handled after it resumes (the request is handled as ``server_id``'s own
+        process, which the loop freezes while it is paused)."""
         app = self.app(server_id)
         self._lazy_forwarding()
         server = self.cluster.servers[server_id]
@@ -103,7 +106,10 @@ class SimApi:
         if not server.running:
             self._record(server_id, method, path_with_query, 0, b"connection refused")
             raise ConnectionRefusedError(f"server {server_id} is not running")
-        response = await exchange(app, raw)
+        handling = self.cluster.in_process(server_id, exchange(app, raw))
+        # a client that gives up closes its end; the server, if paused, still handles
+        # the request once it resumes (and answers into a closed connection)
+        response = await asyncio.shield(handling)
         # aiohttp's Date header is the one wall-clock reading in a response; leaving it
         # out keeps what a simulated client sees a function of the seed alone
         response.headers.pop("Date", None)

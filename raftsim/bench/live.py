@@ -27,17 +27,16 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from raftsim.live.ports import free_port_run, free_ports
 from raftsim.runtime.kv import encode_put
 
 #: window sizes (writes in flight) tried for the peak; the best one counts
@@ -278,24 +277,11 @@ def _pysyncobj_worker(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------- orchestration
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 async def _run_workers(kind: str, root: Path, *, fsync: str = "never", seconds: float,
                        windows: Sequence[int], latency: bool = False,
                        servers: int = 3) -> dict[str, Any]:
     """Start ``servers`` worker processes; the leader's JSON line."""
-    ports = _free_ports(2 * servers)
+    ports = free_ports(2 * servers)
     ids = [f"s{k}" for k in range(1, servers + 1)]
     rpc = {sid: f"127.0.0.1:{ports[2 * k]}" for k, sid in enumerate(ids)}
     data = Path(tempfile.mkdtemp(prefix=f"{kind}-{fsync}-", dir=root))
@@ -330,11 +316,7 @@ async def _run_workers(kind: str, root: Path, *, fsync: str = "never", seconds: 
             raise RuntimeError(f"no {kind} worker reported within {budget:.0f} s")
         return done.pop().result()
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGKILL)
-        for process in processes:
-            await process.wait()
+        await _stop(processes, signal.SIGKILL)
 
 
 async def _http_load(root: Path, seconds: float, concurrency: int = 48) -> float:
@@ -343,10 +325,7 @@ async def _http_load(root: Path, seconds: float, concurrency: int = 48) -> float
 
     from raftsim.live.launcher import agent_command, plan_cluster
 
-    ports = _free_ports(6)
-    plan = plan_cluster(3, root / "http", None)
-    plan = [replace(spec, http=f"127.0.0.1:{ports[2 * k]}", rpc=f"127.0.0.1:{ports[2 * k + 1]}")
-            for k, spec in enumerate(plan)]
+    plan = plan_cluster(3, root / "http", free_port_run(6))
     processes = [await asyncio.create_subprocess_exec(
         *agent_command(spec, plan, fsync="always"), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL) for spec in plan]
@@ -390,11 +369,16 @@ async def _http_load(root: Path, seconds: float, concurrency: int = 48) -> float
             await asyncio.gather(*clients)
             return completed / elapsed
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            await process.wait()
+        await _stop(processes, signal.SIGTERM)
+
+
+async def _stop(processes: Sequence[asyncio.subprocess.Process], signum: int) -> None:
+    """Send ``signum`` to each process still running and wait for all of them."""
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signum)
+    for process in processes:
+        await process.wait()
 
 
 def _machine() -> str:

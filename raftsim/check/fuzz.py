@@ -37,6 +37,10 @@ class FuzzUsageError(ValueError):
     """A bad option (exit status 2)."""
 
 
+#: seconds to wait for a Dask scheduler to answer
+DASK_CONNECT_TIMEOUT = 30
+
+
 @dataclass(frozen=True, slots=True)
 class FuzzOptions:
     seeds: int = 100
@@ -50,6 +54,8 @@ class FuzzOptions:
     bugs: tuple[str, ...] = ()
     out: Path = Path("fuzz-out")
     reduce: ReductionBudget = field(default_factory=ReductionBudget)
+    #: a Dask scheduler's address: run the seeds on that cluster's workers
+    dask: str | None = None
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -68,6 +74,9 @@ class FuzzOptions:
         index, count = self.shard
         if not 1 <= index <= count:
             raise FuzzUsageError(f"--shard must be I/N with 1 <= I <= N, got {index}/{count}")
+        if self.dask is not None and "://" not in self.dask:
+            raise FuzzUsageError(f"--dask must be a scheduler address such as "
+                                 f"tcp://HOST:8786, got {self.dask!r}")
         try:
             validate_bugs(list(self.bugs))
         except ValueError as exc:
@@ -219,7 +228,9 @@ def run_campaign(options: FuzzOptions, *,
         if on_result is not None:
             on_result(result)
 
-    if options.workers == 1 or len(seeds) == 1:
+    if options.dask is not None:
+        _run_on_dask(seeds, options, record)
+    elif options.workers == 1 or len(seeds) == 1:
         for seed in seeds:
             result = run_seed(seed, options)
             record(result)
@@ -237,38 +248,64 @@ def run_campaign(options: FuzzOptions, *,
 
 def _run_parallel(seeds: list[int], options: FuzzOptions,
                   record: Callable[[SeedResult], None]) -> None:
-    """Seeds in order over worker processes. After a failure at seed s, no seed after s
-    is started and the ones before it are finished, so the failure reported is the
-    lowest failing seed, as with one worker."""
-    window = options.workers * 2
+    """Seeds over local worker processes."""
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux")
                                           else "spawn")
     with concurrent.futures.ProcessPoolExecutor(options.workers, mp_context=context) as pool:
-        pending: dict[concurrent.futures.Future[SeedResult], int] = {}
-        position = 0
-        lowest_failure: int | None = None
-        while position < len(seeds) or pending:
-            while (position < len(seeds) and len(pending) < window
-                   and (lowest_failure is None or seeds[position] < lowest_failure)):
-                seed = seeds[position]
-                pending[pool.submit(_run_seed_task, (seed, options))] = seed
-                position += 1
-            if not pending:
-                break
-            done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
-            for future in sorted(done, key=lambda f: pending[f]):
-                seed = pending.pop(future)
-                result = future.result()
-                if lowest_failure is not None and seed > lowest_failure:
-                    continue
-                record(result)
-                if _is_failure(result):
-                    lowest_failure = seed if lowest_failure is None else min(lowest_failure,
-                                                                            seed)
-            if lowest_failure is not None:
-                for future, seed in list(pending.items()):
-                    if seed > lowest_failure and future.cancel():
-                        del pending[future]
+        _run_on(pool, options.workers * 2, seeds, options, record)
+
+
+def _run_on_dask(seeds: list[int], options: FuzzOptions,
+                 record: Callable[[SeedResult], None]) -> None:
+    """Seeds over the workers of a Dask cluster (each needs raftsim installed). The
+    seeds, the order results are taken in and the stop at the lowest failing seed are
+    the local run's, so the verdict, the reproducer and the JSON are too."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise FuzzUsageError("--dask needs Dask: pip install 'raftsim[dask]'") from None
+    assert options.dask is not None
+    try:
+        client = Client(options.dask, timeout=DASK_CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise FuzzUsageError(f"--dask: no Dask scheduler answered at {options.dask}: "
+                             f"{exc}") from None
+    with client:
+        threads = max(sum(client.nthreads().values()), 1)
+        executor = client.get_executor(pure=False)
+        _run_on(executor, threads * 2, seeds, options, record)
+
+
+def _run_on(pool: concurrent.futures.Executor, window: int, seeds: list[int],
+            options: FuzzOptions, record: Callable[[SeedResult], None]) -> None:
+    """Seeds in order over an executor, at most ``window`` at a time. After a failure at
+    seed s, no seed after s is started and the ones before it are finished, so the
+    failure reported is the lowest failing seed, as with one worker."""
+    pending: dict[concurrent.futures.Future[SeedResult], int] = {}
+    position = 0
+    lowest_failure: int | None = None
+    while position < len(seeds) or pending:
+        while (position < len(seeds) and len(pending) < window
+               and (lowest_failure is None or seeds[position] < lowest_failure)):
+            seed = seeds[position]
+            pending[pool.submit(_run_seed_task, (seed, options))] = seed
+            position += 1
+        if not pending:
+            break
+        done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+        for future in sorted(done, key=lambda f: pending[f]):
+            seed = pending.pop(future)
+            result = future.result()
+            if lowest_failure is not None and seed > lowest_failure:
+                continue
+            record(result)
+            if _is_failure(result):
+                lowest_failure = seed if lowest_failure is None else min(lowest_failure,
+                                                                        seed)
+        if lowest_failure is not None:
+            for future, seed in list(pending.items()):
+                if seed > lowest_failure and future.cancel():
+                    del pending[future]
 
 
 def reproduce(failure: SeedResult, options: FuzzOptions,

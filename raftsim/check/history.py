@@ -12,13 +12,19 @@ an answer means for the register model:
   so it did not happen; any other answer (no leader, timeout, leadership lost) leaves
   the outcome unknown: it may have taken effect, or not, at any time after it was sent.
 
-Only ``?cas=0`` (create if absent) is modelled as a CAS: the register model compares
-values, and "absent" is the only value a client can name without having read an index.
+A compare-and-set is modelled as the register's CAS, which compares values:
+``?cas=0`` (create if absent) expects "absent"; ``?cas=N`` (N > 0, swap if the key's
+modify index is still N) expects the value that a read answered with index N (the fuzz
+clients only send an index they read; written values are unique, so "modify index is
+still N" and "the value is still the one written at N" are the same). A ``?cas=N`` whose
+version nobody read is still recorded, never dropped: as a write that happened when it
+answered ``true``, did not when it answered ``false``, and whose outcome is unknown
+otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, unquote
 
@@ -47,11 +53,16 @@ class KvOp:
     f: str  # read, write, cas, delete
     key: str
     value: object = None  # write: the value; cas: (expected, new)
+    #: a write that happens only if a condition the model cannot check holds (a CAS on
+    #: an index whose value is unknown): ``false`` means it did not happen
+    conditional: bool = False
 
 
-def kv_op_of_request(method: str, path: str, body: bytes) -> KvOp | None:
+def kv_op_of_request(method: str, path: str, body: bytes,
+                     versions: Mapping[tuple[str, int], str] | None = None) -> KvOp | None:
     """The register operation an HTTP request is, or None when it is not one we model
-    (``?stale`` reads, CAS on an index, anything outside /v1/kv/)."""
+    (``?stale`` reads, anything outside /v1/kv/). ``versions``: the value each (key,
+    modify index) was read with, for ``?cas=N``."""
     path_only, _, query = path.partition("?")
     if not path_only.startswith(KV_PREFIX):
         return None
@@ -69,7 +80,12 @@ def kv_op_of_request(method: str, path: str, body: bytes) -> KvOp | None:
             return KvOp("write", key, value)
         if cas == "0":
             return KvOp("cas", key, (None, value))
-        return None
+        if not cas.isdigit():
+            return None  # refused with 400: it changes nothing
+        expected = (versions or {}).get((key, int(cas)))
+        if expected is not None:
+            return KvOp("cas", key, (expected, value))
+        return KvOp("write", key, value, conditional=True)
     if method == "DELETE":
         return KvOp("delete", key)
     return None
@@ -106,6 +122,10 @@ class KvHistory:
         self.events.append(Event(kind, client, op.f, op.key, value, time))  # type: ignore[arg-type]
         self.tags.append(pending.tag)
 
+    def is_open(self, client: str) -> bool:
+        """Whether ``client`` has a request that has not completed."""
+        return client in self._open
+
     @property
     def outstanding(self) -> int:
         return len(self._open)
@@ -132,6 +152,12 @@ def _outcome(op: KvOp, status: int, body: bytes) -> tuple[str, object]:
         return "fail", None  # never reached a server / rejected before proposing
     if status == 200:
         answer = body.strip()
+        if op.conditional:
+            if answer == b"true":
+                return "ok", None
+            if answer == b"false":
+                return "fail", None
+            return "info", None
         if op.f == "cas":
             if answer in (b"true", b"false"):
                 return "ok", answer == b"true"
@@ -236,7 +262,7 @@ def _settle(invoke: Event, puts: dict[tuple[str, str], tuple[float, bool | None]
     """(type, value, time) of an unknown operation, from the committed log."""
     if invoke.f == "write":
         found = puts.get((invoke.key, str(invoke.value)))
-        if found is None:
+        if found is None or found[1] is False:  # never committed, or a CAS that failed
             return "fail", None, invoke.time
         return "ok", None, found[0]
     if invoke.f == "cas":

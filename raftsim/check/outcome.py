@@ -162,7 +162,7 @@ def judge(player: SchedulePlayer, errors: list[str] | None = None, *,
         assert recorder is not None
         digest = trace_digest(recorder.records)
         end_time = cluster.now
-        committed = player.checker.committed_log() if player.checker is not None else []
+        committed = player.checker.committed_log()
     finally:
         player.close()
     violations = player.violations

@@ -20,13 +20,14 @@ It also keeps the history of the KV requests for the linearizability checker.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import unquote
 
-from raftsim.api.inmemory import ApiResponse, SimApi
-from raftsim.check.history import KvHistory, kv_op_of_request
+from raftsim.api.inmemory import ApiResponse
+from raftsim.check.history import KvHistory, KvOp, kv_op_of_request
+from raftsim.check.invariants import Violation
+from raftsim.check.schedule import READ_INDEX
 from raftsim.scenario.load import parse_scenario
 from raftsim.scenario.model import (
     Action,
@@ -42,18 +43,10 @@ from raftsim.scenario.model import (
     Timing,
     Wait,
 )
-from raftsim.scenario.runner import (
-    ScenarioRunner,
-    StepFailure,
-    attach_invariant_checker,
-)
+from raftsim.scenario.runner import ScenarioRunner, StepFailure
 from raftsim.sim.cluster import Cluster
 
 __all__ = ["PlayedStep", "SchedulePlayer", "Skip", "scenario_of"]
-
-_CURRENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("played_step",
-                                                                      default=None)
-
 
 class Skip(Exception):
     """The step cannot act now (no such server, already crashed...): skip it."""
@@ -98,46 +91,48 @@ class SchedulePlayer(ScenarioRunner):
     """Plays a schedule step by step: ``begin()``, ``play(step)`` for each, ``end()``.
 
     ``trace_messages=False`` leaves message send/deliver/drop records out of the trace
-    (the bulk of it); what the servers do is the same.
+    (the bulk of it); what the servers do is the same. The player is the runner's own
+    request observer (it keeps the KV history), and answers are not judged.
     """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None,
                  bugs: tuple[str, ...] = (), trace_messages: bool = True) -> None:
-        super().__init__(scenario, seed=seed, bugs=bugs)
-        self.trace_messages = trace_messages
+        super().__init__(scenario, seed=seed, bugs=bugs, judge_answers=False,
+                         trace_messages=trace_messages)
+        self.observer = self
         self.history = KvHistory()
         self.played: list[PlayedStep] = []
         self._playing: int | None = None
-        self.checker: Any | None = None
         #: each client's requests in flight: played-step index -> time sent
         self.in_flight: dict[str, dict[int, float]] = {}
+        #: the value each (key, modify index) was read with (for ``?cas=N`` in the
+        #: history), and the index each client last read of each key
+        self.versions: dict[tuple[str, int], str] = {}
+        self.last_read: dict[tuple[str, str], int] = {}
+        self._client_of: dict[int, str] = {}
+        self._ops: dict[int, KvOp] = {}
 
     # -------------------------------------------------------------- lifecycle
 
     def begin(self) -> Cluster:
         """Build the cluster and attach the checker and the API, as ``run`` does."""
-        cluster = self.cluster = self._build()
-        assert cluster.recorder is not None
-        cluster.recorder.messages = self.trace_messages
-        self.checker = attach_invariant_checker(cluster)
-        self.api = SimApi(cluster)
-        return cluster
+        return self.start()
 
     @property
-    def violations(self) -> list[Any]:
-        return list(getattr(self.checker, "violations", None) or [])
+    def violations(self) -> list[Violation]:
+        return list(self.checker.violations)
 
     def play(self, step: Step, table: dict[str, Any], client: str | None = None
              ) -> PlayedStep:
         """Wait for ``step``'s time, then act, or skip; ``table`` is its step table.
         A request step of ``client`` is skipped while that client waits for an answer."""
-        self._wait_for_time(step)
+        self.wait_for_time(step)
         at = round(self.cluster.now, 6)
         number = step.number
         try:
             if client is not None:
                 self._client_ready(client)
-            action = self._concrete(step.action)
+            action = self._concrete(step.action, client)
         except Skip as why:
             # a step that only waits keeps the clock's steps the same on replay
             played = PlayedStep(number, {"at": at}, str(why))
@@ -150,8 +145,9 @@ class SchedulePlayer(ScenarioRunner):
         self._playing = len(self.played) - 1
         if client is not None and isinstance(action, Request):
             self.in_flight.setdefault(client, {})[self._playing] = self.cluster.now
+            self._client_of[self._playing] = client
         try:
-            self._run_step(Step(number, step.kind, action, Timing(), step.bind))
+            self.run_step(Step(number, step.kind, action, Timing(), step.bind))
         except StepFailure as exc:  # pragma: no cover - _concrete should prevent it
             raise RuntimeError(f"step {number} failed in the player: {exc}") from exc
         finally:
@@ -161,15 +157,10 @@ class SchedulePlayer(ScenarioRunner):
     def end(self) -> None:
         """Wait (bounded) for requests still in flight and run the checker's end-of-run
         checks, as ``run`` does after the last step."""
-        self._finish_background()
-        finish = getattr(self.checker, "finish", None)
-        if finish is not None:
-            finish()
+        self.finish_background()
+        self.checker.finish()
 
     def close(self) -> None:
-        detach = getattr(self.checker, "detach", None)
-        if detach is not None:
-            detach()
         # SimApi.aclose iterates its dict of applications while it awaits each close,
         # and a forwarded request arriving meanwhile builds one more ("dictionary
         # changed size during iteration"): build every server's now, the run is over
@@ -177,7 +168,7 @@ class SchedulePlayer(ScenarioRunner):
         if not cluster.loop.is_closed():
             for sid in list(cluster.servers):
                 self.api.app(sid)
-        self._close()
+        super().close()
 
     #: a client waits this long for an answer before it gives up on it (the request
     #: stays in flight, its outcome unknown to the client) and sends the next one...
@@ -205,8 +196,9 @@ class SchedulePlayer(ScenarioRunner):
             raise Skip(f"{sid} does not exist")
         return sid
 
-    def _concrete(self, action: Action) -> Action:
-        """``action`` with server references resolved, or Skip when it cannot act."""
+    def _concrete(self, action: Action, client: str | None = None) -> Action:
+        """``action`` with server references (and a ``?cas=read-index``) resolved, or
+        Skip when it cannot act."""
         cluster = self.cluster
         if isinstance(action, ServerFault):
             sid = self._server(action.target)
@@ -238,41 +230,53 @@ class SchedulePlayer(ScenarioRunner):
             if action.kind != "add" and action.subject is not None:
                 changes["subject"] = self._server(action.subject)
             changes["via"] = self._server(action.via)
+            if action.kind == "api" and f"?cas={READ_INDEX}" in action.path:
+                changes["path"] = self._read_index_path(action.path, client)
             return replace(action, **changes)
         return action
 
+    def _read_index_path(self, path: str, client: str | None) -> str:
+        """``path`` with the modify index ``client`` last read of its key."""
+        key = unquote(path.partition("?")[0].removeprefix("/v1/kv/"))
+        index = self.last_read.get((client or "", key))
+        if index is None:
+            raise Skip(f"client {client} has read no modify index of {key!r} yet")
+        return path.replace(f"?cas={READ_INDEX}", f"?cas={index}")
+
     # -------------------------------------------------------------- requests
 
-    def _exchange(self, step: Step, action: Request, via: str, method: str,  # type: ignore[override]
-                  path: str, body: bytes, headers: dict[str, str]
-                  ) -> Coroutine[Any, Any, str | None]:
-        return self._tracked(self._playing, step, action, via, method, path, body, headers)
-
-    async def _tracked(self, index: int | None, step: Step, action: Request, via: str,
-                       method: str, path: str, body: bytes, headers: dict[str, str]
-                       ) -> str | None:
-        """The runner's exchange, with the request entered in the KV history first."""
-        op = kv_op_of_request(method, path, body)
+    def request_sent(self, step: Step, method: str, path: str, body: bytes) -> object:
+        """Enter a KV request in the history; the ticket is its played step's index."""
+        index = self._playing
+        op = kv_op_of_request(method, path, body, self.versions)
         if op is not None and index is not None:
             self.history.invoke(f"r{index}", op, self.cluster.now, tag=index)
-        _CURRENT.set(index)
-        try:
-            return await ScenarioRunner._exchange(self, step, action, via, method, path,
-                                                  body, headers)
-        finally:
-            for requests in self.in_flight.values():
-                requests.pop(index, None)  # type: ignore[arg-type]
+            self._ops[index] = op
+        return index
 
-    def _judge(self, action: Request, response: ApiResponse) -> str | None:
-        index = _CURRENT.get()
-        if index is not None:
-            played = self.played[index]
-            played.status = response.status
-            played.body = response.body
-            if f"r{index}" in self.history._open:
-                self.history.complete(f"r{index}", response.status, response.body,
-                                      self.cluster.now)
-        return None  # answers are recorded, not judged
+    def request_ended(self, ticket: object, response: ApiResponse | None) -> None:
+        """Record the answer in the played step and the history; the client is free."""
+        index = ticket if isinstance(ticket, int) else None
+        if index is None:
+            return
+        for requests in self.in_flight.values():
+            requests.pop(index, None)
+        if response is None:
+            return
+        played = self.played[index]
+        played.status = response.status
+        played.body = response.body
+        op = self._ops.pop(index, None)
+        modify_index = response.header("X-Nomad-Index")
+        if (op is not None and op.f == "read" and response.status == 200
+                and modify_index is not None and modify_index.isdigit()):
+            self.versions[(op.key, int(modify_index))] = response.text
+            client = self._client_of.get(index)
+            if client is not None:
+                self.last_read[(client, op.key)] = int(modify_index)
+        if self.history.is_open(f"r{index}"):
+            self.history.complete(f"r{index}", response.status, response.body,
+                                  self.cluster.now)
 
 
 def _table_of(action: Action, original: dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +311,7 @@ def _table_of(action: Action, original: dict[str, Any]) -> dict[str, Any]:
             table["via"] = action.via
         if kind == "api":
             table["server"] = action.via
+            table["path"] = action.path
         if kind in ("remove", "promote", "transfer"):
             table["server"] = action.subject
         return {kind: table}

@@ -10,7 +10,10 @@ subset of the *nemeses* below (and random cluster settings: PreVote and CheckQuo
 or off, latency, loss, snapshots), then fills three independent tracks with episodes of
 them -- server faults, network splits, link quality -- each episode undoing its own
 damage before the next begins. Meanwhile three clients (by default) send reads, writes,
-creates-if-absent and deletes through random servers' HTTP APIs, in the background.
+creates-if-absent (``?cas=0``), compare-and-sets on the modify index the client last
+read (``?cas=N``; the schedule writes ``?cas=read-index`` and the player puts in the
+index when the step plays) and deletes through random servers' HTTP APIs, in the
+background.
 The nemeses are aimed at the moments where Raft bugs live: right after an election,
 while a deposed leader still believes it leads, while a server restarts mid-election.
 """
@@ -22,7 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NEMESES", "FuzzCase", "generate_case"]
+__all__ = ["NEMESES", "READ_INDEX", "FuzzCase", "generate_case"]
+
+#: stands for "the modify index this client last read of this key" in a ``?cas=``
+READ_INDEX = "read-index"
 
 Step = dict[str, Any]
 
@@ -350,14 +356,18 @@ def _workload(b: _Builder, clients: int, keys: list[str], rate: float) -> None:
             via = rng.choice(b.ids)
             key = rng.choice(keys)
             r = rng.random()
-            if r < 0.42:
+            if r < 0.40:
                 step = _request("write", via, key=key, value=f"c{client}-{n}")
-            elif r < 0.84:
+            elif r < 0.80:
                 step = _request("read", via, key=key)
-            elif r < 0.94:
+            elif r < 0.86:
                 step = {"api": {"server": via, "method": "PUT",
                                 "path": f"/v1/kv/{key}?cas=0", "body": f"c{client}-{n}",
                                 "background": True}}
+            elif r < 0.94:
+                step = {"api": {"server": via, "method": "PUT",
+                                "path": f"/v1/kv/{key}?cas={READ_INDEX}",
+                                "body": f"c{client}-{n}", "background": True}}
             else:
                 step = _request("delete", via, key=key)
             b.at(t, step, f"c{client}")
@@ -423,6 +433,10 @@ def generate_case(seed: int, *, servers: int = 5, duration: float = 30.0,
            rng.uniform(0.5, 3.0), (0.5, 3.0))
     rate = rng.uniform(2.5, 6.0)
     _workload(b, clients, b.keys, rate)
+    if rng.random() < 0.3:
+        # clocks that disagree (rate and offset per server, from the seed): Raft's
+        # safety must not depend on them (docs/testing.md, "What depends on time")
+        cluster["clock_drift"] = rng.choice([0.001, 0.05, 0.2])
     b.at(duration, {"say": "end of the schedule"})
     steps, clients_of = b.sorted_steps()
     return FuzzCase(seed, servers, duration, clients, cluster, steps, enabled, clients_of)

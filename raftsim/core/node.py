@@ -193,6 +193,9 @@ class RaftNode:
         self._reads: list[PendingRead] = []
         self._reads_waiting_for_commit: list[int] = []
         self._read_context = 0
+        #: lease reads: when each read round's heartbeats were sent, and the lease end
+        self._read_round_sent: dict[int, float] = {}
+        self._lease_until = -INF
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._election_deadline = INF
@@ -408,6 +411,11 @@ class RaftNode:
             # The leader's commit index is only known to be current once it has
             # committed an entry of its own term (its no-op).
             self._reads_waiting_for_commit.append(request_id)
+        elif (self.settings.lease_reads and self.settings.check_quorum
+              and now < self._lease_until and self.transfer_target is None):
+            # no other leader can be elected before the lease ends -- if every clock
+            # runs at the rate of ours
+            self._read_states.append(ReadState(request_id, self.commit_index))
         else:
             self._start_reads([request_id], now)
         return self._ready()
@@ -464,6 +472,8 @@ class RaftNode:
 
     def _become_follower(self, term: int, leader: str | None, now: float) -> None:
         was = self.role
+        self._lease_until = -INF
+        self._read_round_sent.clear()
         if term > self.term:
             self.term = term
             self.voted_for = None
@@ -813,6 +823,9 @@ class RaftNode:
             if self._reads:
                 self._read_context += 1
                 context = self._read_context
+        if context and self.settings.lease_reads:
+            # a lease counts from when the round that confirms it was sent (§6.4.1)
+            self._read_round_sent.setdefault(context, now)
         for peer, pr in self.progress.items():
             if periodic and pr.state is ReplicationState.SNAPSHOT:
                 if now - pr.snapshot_sent_at >= self.settings.election_timeout_max:
@@ -1016,6 +1029,14 @@ class RaftNode:
                 confirmed = position + 1
         for read in self._reads[:confirmed]:
             self._read_states.append(ReadState(read.request_id, read.index))
+            sent = self._read_round_sent.get(read.context)
+            if sent is not None:
+                self._lease_until = max(self._lease_until,
+                                        sent + self.settings.election_timeout_min)
+        if confirmed and self._read_round_sent:
+            done = self._reads[confirmed - 1].context
+            for round_ in [r for r in self._read_round_sent if r <= done]:
+                del self._read_round_sent[round_]
         del self._reads[:confirmed]
         if self._reads and not self._round_in_flight():
             self._read_context += 1  # the batch that waited for the last round

@@ -46,6 +46,11 @@ class NodeSettings:
     #: MaxUncommittedEntriesSize); 0: no limit. A proposal is always accepted when
     #: nothing is uncommitted, so one command larger than the limit still commits.
     max_uncommitted_bytes: int = 64 * 1024 * 1024
+    #: dissertation §6.4.1: answer reads at once while a lease holds -- an election
+    #: timeout (by this server's clock) from the sending of a heartbeat round that a
+    #: quorum acknowledged (needs CheckQuorum, as etcd's). Safe only while clocks run
+    #: at the same rate.
+    lease_reads: bool = False
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:

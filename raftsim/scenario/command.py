@@ -24,7 +24,7 @@ from raftsim.scenario.model import Scenario
 from raftsim.scenario.runner import RunResult, run_scenario
 from raftsim.sim.trace import Record, TraceRecorder
 from raftsim.viz.console import NarrationPrinter
-from raftsim.viz.narration import Line, narrate_record
+from raftsim.viz.narration import Narrator
 
 _MESSAGE_KINDS = frozenset({"send", "deliver", "drop"})
 
@@ -53,20 +53,14 @@ class LiveNarration:
 
     def __init__(self, printer: NarrationPrinter) -> None:
         self.printer = printer
-        self._leaders: dict[str, bool] = {}
+        self._narrator = Narrator()
 
     def __call__(self, rec: Record) -> None:
-        kind = rec.get("kind")
-        if kind in _MESSAGE_KINDS:
+        if rec.get("kind") in _MESSAGE_KINDS:
             return
-        if kind == "role":
-            self._leaders[str(rec.get("server"))] = rec.get("role") == "leader"
-        elif kind == "crash":
-            self._leaders[str(rec.get("server"))] = False
-        text = narrate_record(rec, self._leaders)
-        if text:
-            self.printer.print_line(Line(float(rec.get("t", 0.0)), rec.get("server"),
-                                         int(rec.get("term", 0)), text, str(kind)))
+        line = self._narrator.line(rec)
+        if line is not None:
+            self.printer.print_line(line)
 
 
 def _check_options(options: RunOptions) -> None:
@@ -212,13 +206,11 @@ def _run_one(scenario: Scenario, options: RunOptions, several: bool,
 
 
 def verdict_text(result: RunResult) -> str:
-    invariants = ("safety invariants held" if result.invariants_checked
-                  else "no invariant checker installed")
     if result.failure is not None:
         return f"FAIL {result.scenario.name}: {result.failure}"
     count = result.expectations
     return (f"PASS {result.scenario.name}: {count} expectation{'s' if count != 1 else ''} "
-            f"held over {result.end_time:.3f} virtual seconds; {invariants}")
+            f"held over {result.end_time:.3f} virtual seconds; safety invariants held")
 
 
 def _print_verdict(result: RunResult, ok: bool, notes: list[str],

@@ -42,7 +42,10 @@ __all__ = ["load_scenario", "parse_scenario", "ACTION_KEYS", "CONDITION_KEYS"]
 TOP_KEYS = ("title", "description", "seed", "bugs", "cluster", "step")
 CLUSTER_KEYS = ("servers", "nonvoters", "names", "heartbeat", "election_timeout", "latency",
                 "loss", "duplication", "reorder", "pre_vote", "check_quorum",
-                "snapshot_threshold", "max_entries_per_message")
+                "snapshot_threshold", "max_entries_per_message", "clock_drift",
+                "lease_reads")
+#: the widest clock rate spread a scenario may ask for (a clock at half speed)
+MAX_CLOCK_DRIFT = 0.5
 TIMING_KEYS = ("at", "after", "when", "within", "as")
 SERVER_FAULTS = ("crash", "restart", "pause", "resume", "isolate")
 NETWORK_SETTINGS = ("loss", "latency", "duplication", "reorder")
@@ -311,7 +314,19 @@ def _parse_cluster(check: _Checker, table: dict[str, Any], added: list[str]) -> 
         max_entries_per_message=check.integer(
             "cluster.max_entries_per_message",
             table.get("max_entries_per_message", default.max_entries_per_message), minimum=1),
+        clock_drift=_clock_drift(check, table.get("clock_drift", 0.0)),
+        lease_reads=check.boolean("cluster.lease_reads", table.get("lease_reads", False)),
     )
+
+
+def _clock_drift(check: _Checker, value: Any) -> float:
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not 0.0 <= value <= MAX_CLOCK_DRIFT):
+        raise check.error("cluster.clock_drift",
+                          f"must be a number from 0 to {MAX_CLOCK_DRIFT} (each server's "
+                          f"clock runs at a rate within 1 +- clock_drift), got "
+                          f"{_describe(value)}")
+    return float(value)
 
 
 # ---------------------------------------------------------------------- steps

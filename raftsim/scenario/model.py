@@ -34,6 +34,10 @@ class ClusterSpec:
     check_quorum: bool = True
     snapshot_threshold: int = 0
     max_entries_per_message: int = 64
+    #: each server's clock runs at a rate within 1 +- clock_drift (from the seed)
+    clock_drift: float = 0.0
+    #: leader lease reads (dissertation §6.4.1), safe only while clocks agree
+    lease_reads: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from raftsim.api.inmemory import ApiResponse, SimApi
+from raftsim.check.invariants import InvariantChecker, Violation
 from raftsim.core.ready import Role
-from raftsim.core.settings import NodeSettings
+from raftsim.scenario.build import build_cluster
 from raftsim.scenario.conditions import ConditionCheck, ServedConfiguration
 from raftsim.scenario.model import (
     Action,
@@ -47,10 +47,14 @@ from raftsim.scenario.model import (
 from raftsim.sim.cluster import Cluster
 from raftsim.sim.trace import Record
 
-__all__ = ["Failure", "RunResult", "ScenarioRunner", "run_scenario", "json_mismatch"]
+__all__ = ["Failure", "RequestObserver", "RunResult", "ScenarioRunner", "StepFailure",
+           "json_mismatch", "run_scenario"]
 
 #: how long the end of a run waits for background requests still in flight
 BACKGROUND_GRACE = 30.0
+#: how long a step waits for the answer to a request it does not send in the background
+#: (a paused server answers nothing until it resumes)
+CLIENT_TIMEOUT = 30.0
 #: how much of an answer's body the narration repeats
 ANSWER_EXCERPT = 160
 
@@ -84,9 +88,7 @@ class RunResult:
     end_time: float
     expectations: int
     steps_run: int
-    #: whether a safety invariant checker watched the run
-    invariants_checked: bool
-    violations: list[Any] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -97,19 +99,15 @@ class RunResult:
         return list(self.scenario.all_servers)
 
 
-def attach_invariant_checker(cluster: Cluster) -> Any | None:
-    """raftsim.check.invariants' checker watching ``cluster``, when that module exists.
+class RequestObserver(Protocol):
+    """Sees every request a step sends and how it ended (the fuzz player keeps its KV
+    history this way). ``request_sent`` is called when the step acts, before anything
+    is sent, and returns a ticket; ``request_ended`` gets that ticket and the answer, or
+    None when the request was cancelled unanswered at the end of the run."""
 
-    It subscribes to the trace and checks safety after every event; its ``violations``
-    (objects with ``invariant``, ``t`` and ``message``) fail the run.
-    """
-    try:
-        module = importlib.import_module("raftsim.check.invariants")
-    except ModuleNotFoundError as exc:
-        if exc.name != "raftsim.check.invariants":
-            raise
-        return None
-    return module.InvariantChecker(cluster)
+    def request_sent(self, step: Step, method: str, path: str, body: bytes) -> object: ...
+
+    def request_ended(self, ticket: object, response: ApiResponse | None) -> None: ...
 
 
 def json_mismatch(expected: Any, actual: Any, path: str = "json") -> str | None:
@@ -169,59 +167,82 @@ class _Waiter:
 
 class ScenarioRunner:
     """Runs one scenario once. ``listeners`` see every trace record as it is made (the
-    ones the cluster made while starting first)."""
+    ones the cluster made while starting first).
+
+    ``cluster``: play on this cluster instead of building one from the scenario's
+    ``[cluster]`` table (the UI's paced cluster); it stays the caller's to close.
+    ``observer`` sees every request; ``judge_answers=False`` records answers without
+    failing the run on them (the fuzz player does both). ``after_step`` is called after
+    each step :meth:`run` plays (a UI lesson holds there after a ``say``).
+
+    :meth:`run` plays every step. Someone that plays steps one at a time instead (the
+    fuzz player) calls :meth:`start`, then :meth:`wait_for_time` and :meth:`run_step`
+    per step, :meth:`finish_background` and :meth:`close`.
+    """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None,
                  bugs: tuple[str, ...] = (),
-                 listeners: tuple[Callable[[Record], None], ...] = ()) -> None:
+                 listeners: tuple[Callable[[Record], None], ...] = (),
+                 cluster: Cluster | None = None,
+                 observer: RequestObserver | None = None,
+                 judge_answers: bool = True,
+                 trace_messages: bool = True,
+                 after_step: Callable[[Step], None] | None = None) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.bugs = tuple(dict.fromkeys((*scenario.bugs, *bugs)))
         self.listeners = listeners
+        self.observer = observer
+        self.judge_answers = judge_answers
+        self.trace_messages = trace_messages
+        self.after_step = after_step
         self.bindings: dict[str, str] = {}
         self.expectations = 0
+        self._given_cluster = cluster
         self._background: list[asyncio.Task[str | None]] = []
         self._background_failure: Failure | None = None
         self.cluster: Cluster
         self.api: SimApi
-        self.checker: Any | None = None
+        self.checker: InvariantChecker
 
     # -------------------------------------------------------------- the run
 
-    def _build(self) -> Cluster:
-        spec = self.scenario.cluster
-        settings = NodeSettings(
-            heartbeat_interval=spec.heartbeat, election_timeout_min=spec.election_timeout[0],
-            election_timeout_max=spec.election_timeout[1], pre_vote=spec.pre_vote,
-            check_quorum=spec.check_quorum,
-            max_entries_per_message=spec.max_entries_per_message, bugs=frozenset(self.bugs))
-        return Cluster(list(spec.servers), seed=self.seed, settings=settings,
-                       nonvoters=spec.nonvoters, node_names=dict(spec.names),
-                       latency=spec.latency, loss=spec.loss, duplication=spec.duplication,
-                       reorder=spec.reorder, snapshot_threshold=spec.snapshot_threshold)
-
-    def run(self) -> RunResult:
-        cluster = self.cluster = self._build()
+    def start(self) -> Cluster:
+        """Build the cluster (or take the given one) and attach the listeners, the
+        invariant checker and the HTTP API."""
+        cluster = self._given_cluster
+        if cluster is None:
+            cluster = build_cluster(self.scenario.cluster, seed=self.seed, bugs=self.bugs,
+                                    trace_messages=self.trace_messages)
+        self.cluster = cluster
         recorder = cluster.recorder
         assert recorder is not None
         for listener in self.listeners:
             for rec in recorder.records:
                 listener(rec)
             recorder.listeners.append(listener)
-        checker = self.checker = attach_invariant_checker(cluster)
+        self.checker = InvariantChecker(cluster)
         self.api = SimApi(cluster)
+        return cluster
+
+    def run(self) -> RunResult:
+        cluster = self.start()
+        recorder = cluster.recorder
+        assert recorder is not None
         failure: Failure | None = None
         steps_run = 0
         try:
             for step in self.scenario.steps:
                 try:
-                    self._run_step(step)
+                    self.run_step(step)
                     steps_run += 1
-                    self._check_invariants(checker)
+                    self._check_invariants()
+                    if self.after_step is not None:
+                        self.after_step(step)
                 except StepFailure as exc:
                     message = str(exc)
                     try:  # a broken invariant is the deeper cause: name it first
-                        self._check_invariants(checker)
+                        self._check_invariants()
                     except StepFailure as broken:
                         if str(broken) != message:
                             message = f"{broken} (then: {message})"
@@ -231,48 +252,47 @@ class ScenarioRunner:
                 if failure is not None:
                     break
             if failure is None:
-                failure = self._finish_background()
-            if failure is None and checker is not None:
-                finish = getattr(checker, "finish", None)
-                if finish is not None:
-                    finish()
+                failure = self.finish_background()
+            if failure is None:
+                self.checker.finish()
                 try:
-                    self._check_invariants(checker)
+                    self._check_invariants()
                 except StepFailure as exc:
                     failure = Failure(None, None, cluster.now, str(exc))
             end_time = cluster.now
             records = list(recorder.records)
             digest = recorder.digest()
         finally:
-            detach = getattr(checker, "detach", None)
-            if detach is not None:
-                detach()
-            for listener in self.listeners:
-                if listener in recorder.listeners:
-                    recorder.listeners.remove(listener)
-            self._close()
-        violations = list(getattr(checker, "violations", []) or [])
+            self.close()
         return RunResult(self.scenario, self.seed, self.bugs, failure, records, digest,
-                         end_time, self.expectations, steps_run, checker is not None,
-                         violations)
+                         end_time, self.expectations, steps_run,
+                         list(self.checker.violations))
 
-    def _check_invariants(self, checker: Any | None) -> None:
-        if checker is None:
-            return
-        violations = getattr(checker, "violations", None) or []
+    def _check_invariants(self) -> None:
+        violations = self.checker.violations
         if violations:
             first = violations[0]
             raise StepFailure(f"safety invariant {first.invariant!r} broke at "
                               f"t={float(first.t):.3f}s: {first.message}")
 
-    def _finish_background(self) -> Failure | None:
+    def finish_background(self) -> Failure | None:
+        """Wait (at most :data:`BACKGROUND_GRACE`) for requests still in flight; the
+        failure one of them met, if any."""
         pending = [t for t in self._background if not t.done()]
         if pending:
             self.cluster.run(asyncio.wait(pending, timeout=BACKGROUND_GRACE))
         return self._background_failure
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Cancel what is still in flight, detach, close the API, and close the cluster
+        unless it was given."""
         cluster = self.cluster
+        self.checker.detach()
+        recorder = cluster.recorder
+        if recorder is not None:
+            for listener in self.listeners:
+                if listener in recorder.listeners:
+                    recorder.listeners.remove(listener)
         pending = [t for t in self._background if not t.done()]
         for task in pending:
             task.cancel()
@@ -281,7 +301,8 @@ class ScenarioRunner:
         try:
             self.api.close()
         finally:
-            cluster.close()
+            if self._given_cluster is None:
+                cluster.close()
 
     # -------------------------------------------------------------- references
 
@@ -350,7 +371,8 @@ class ScenarioRunner:
             waiter.active = False
             recorder.listeners.remove(waiter.on_record)
 
-    def _wait_for_time(self, step: Step) -> None:
+    def wait_for_time(self, step: Step) -> None:
+        """Let time pass until ``step`` is due (its ``at``, ``after`` or ``when``)."""
         timing = step.timing
         cluster = self.cluster
         if timing.at is not None:
@@ -373,8 +395,10 @@ class ScenarioRunner:
 
     # -------------------------------------------------------------- steps
 
-    def _run_step(self, step: Step) -> None:
-        self._wait_for_time(step)
+    def run_step(self, step: Step) -> None:
+        """Wait for ``step``'s time, then act (StepFailure when it does not go as the
+        scenario says)."""
+        self.wait_for_time(step)
         action = step.action
         if step.bind is not None and not isinstance(action, Expect):
             # bound before acting, so the step's own text may mention it
@@ -495,8 +519,12 @@ class ScenarioRunner:
         """Each server's committed configuration, asked of its API with ?stale."""
         served: dict[str, ServedConfiguration] = {}
         for sid in ids:
-            if not self.cluster.servers[sid].running:
+            server = self.cluster.servers[sid]
+            if not server.running:
                 served[sid] = "not running"
+                continue
+            if server.paused:  # SIGSTOPped: it would answer only after it resumes
+                served[sid] = "paused, so it answers nothing"
                 continue
             response = await self._send(sid, "GET", "/v1/operator/raft/configuration?stale")
             try:
@@ -514,16 +542,26 @@ class ScenarioRunner:
     # -------------------------------------------------------------- requests
 
     async def _send(self, sid: str, method: str, path: str, body: bytes = b"",
-                    headers: dict[str, str] | None = None) -> ApiResponse:
+                    headers: dict[str, str] | None = None,
+                    timeout: float | None = None) -> ApiResponse:
+        """The answer; status 0 when the connection was refused or, with ``timeout``,
+        no answer came in time."""
+        request = self.api.request(sid, method, path, body=body, headers=headers)
         try:
-            return await self.api.request(sid, method, path, body=body, headers=headers)
+            if timeout is None:
+                return await request
+            return await asyncio.wait_for(request, timeout)
         except ConnectionRefusedError:
             return ApiResponse(0, {}, b"connection refused")
+        except TimeoutError:
+            return ApiResponse(0, {}, f"no answer within {timeout:g}s".encode())
 
     def _request(self, step: Step, action: Request) -> None:
         via = self.require(action.via)
         method, path, body, headers = self._build_request(action, via)
-        coro = self._exchange(step, action, via, method, path, body, headers)
+        ticket = (self.observer.request_sent(step, method, path, body)
+                  if self.observer is not None else None)
+        coro = self._exchange(step, action, via, method, path, body, headers, ticket)
         if action.background:
             self._background.append(self.cluster.loop.create_task(coro))
         else:
@@ -568,22 +606,34 @@ class ScenarioRunner:
         return "PUT", path, b"", {}
 
     async def _exchange(self, step: Step, action: Request, via: str, method: str,
-                        path: str, body: bytes, headers: dict[str, str]) -> str | None:
+                        path: str, body: bytes, headers: dict[str, str],
+                        ticket: object) -> str | None:
         """Send, narrate the answer, and judge it: the failure message, or None."""
-        response = await self._send(via, method, path, body, headers or None)
-        if response.status == 0:
+        response: ApiResponse | None = None
+        try:
+            response = await self._send(via, method, path, body, headers or None,
+                                        None if action.background else CLIENT_TIMEOUT)
+            return self._answered(step, action, via, response)
+        finally:
+            if self.observer is not None:
+                self.observer.request_ended(ticket, response)
+
+    def _answered(self, step: Step, action: Request, via: str,
+                  response: ApiResponse) -> str | None:
+        if response.status == 0 and response.body == b"connection refused":
             self._record(via, "client", {"text": "refused the connection: it is not running"})
+        elif response.status == 0:
+            self._record(via, "client", {"text": f"gave no answer: {response.text}"})
         elif _excerpt(response):
             # the api record has the status; this tells what the body said
             self._record(via, "client",
                          {"text": f"answered {response.status}: {_excerpt(response)}"})
         if (action.kind == "write" and response.status == 200 and response.text == "true"
-                and self.checker is not None and action.key is not None
-                and action.value is not None):
-            acknowledged = getattr(self.checker, "write_acknowledged", None)
-            if acknowledged is not None:
-                acknowledged(self.interpolate(action.key),
-                             self.interpolate(action.value).encode())
+                and action.key is not None and action.value is not None):
+            self.checker.write_acknowledged(self.interpolate(action.key),
+                                            self.interpolate(action.value).encode())
+        if not self.judge_answers:
+            return None
         problem = self._judge(action, response)
         if problem is not None and action.background and self._background_failure is None:
             self._background_failure = Failure(step.number, step.kind, self.cluster.now,

@@ -16,7 +16,8 @@ from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
 from raftsim.runtime.server import Server
-from raftsim.sim.loop import VirtualTimeLoop
+from raftsim.sim.clock import ClockSkew, ServerClock, draw_skew
+from raftsim.sim.loop import VirtualTimeLoop, run_as_process
 from raftsim.sim.network import SimNetwork
 from raftsim.sim.trace import TraceRecorder
 from raftsim.storage.base import Storage
@@ -68,6 +69,8 @@ class Cluster:
         disk_fault_rate: float = 0.0,
         ack_after_failed_save: bool = False,
         group_commit: bool = False,
+        clock_drift: float = 0.0,
+        clock_skews: dict[str, ClockSkew] | None = None,
     ) -> None:
         """``loop``: run on this event loop instead of a new virtual-time one, e.g. an
         ordinary real-time loop (a stand-in cluster that a real HTTP client talks to).
@@ -86,7 +89,12 @@ class Cluster:
         tests: servers swallow the error and carry on.
 
         ``group_commit``: the servers batch as a live server does (one storage write per
-        event-loop turn, committed entries applied in slices)."""
+        event-loop turn, committed entries applied in slices).
+
+        ``clock_drift``: each server's clock runs at a rate drawn from ``1 ± clock_drift``
+        and reads with an offset, both from the seed (``raftsim.sim.clock``); 0 gives
+        every server the loop's own clock. ``clock_skews`` sets chosen servers' skews
+        outright (the others keep the loop's clock, or draw theirs)."""
         if disk not in ("memory", "crashdisk"):
             raise ValueError(f"disk must be 'memory' or 'crashdisk', got {disk!r}")
         if sync_every < 1:
@@ -96,6 +104,8 @@ class Cluster:
         if disk_fault_rate and disk != "crashdisk":
             raise ValueError("disk_fault_rate needs disk='crashdisk' (a memory disk never "
                              "fails)")
+        if not 0.0 <= clock_drift < 1.0:
+            raise ValueError(f"clock_drift must be at least 0 and below 1, got {clock_drift}")
         self.disk = disk
         self.sync_every = sync_every
         self.disk_fault_rate = disk_fault_rate
@@ -110,6 +120,11 @@ class Cluster:
         self.node_names = {sid: f"{sid}.global" for sid in ids}
         self.node_names.update(node_names or {})
         self.snapshot_threshold = snapshot_threshold
+        self.clock_drift = clock_drift
+        self.clock_skews: dict[str, ClockSkew] = {}
+        if clock_drift:
+            self.clock_skews = {sid: draw_skew(seed, sid, clock_drift) for sid in ids}
+        self.clock_skews.update(clock_skews or {})
         self.loop: asyncio.AbstractEventLoop = loop if loop is not None else VirtualTimeLoop()
         self.recorder: TraceRecorder | None = None
         if trace:
@@ -132,7 +147,7 @@ class Cluster:
                 storage.fault_rate = disk_fault_rate  # the bootstrap write never fails
             self._make_server(sid, storage)
         for sid in ids:
-            self.servers[sid].start()
+            run_as_process(sid, self.servers[sid].start)
 
     @staticmethod
     def _validate(servers: int | Sequence[str], nonvoters: Sequence[str],
@@ -185,7 +200,7 @@ class Cluster:
             rng=random.Random(f"{self.seed}:server:{sid}"),
             storage=storage,
             transport=_SimTransport(self.network, sid),
-            loop=self.loop,
+            loop=self._clock_of(sid),
             observer=recorder.record if recorder is not None else None,
             snapshot_threshold=self.snapshot_threshold,
             ack_after_failed_save=self.ack_after_failed_save,
@@ -194,8 +209,29 @@ class Cluster:
         # a server stopped by a failed save is a process that exited: its mail is lost
         server.on_storage_failure = lambda exc: self.network.detach(sid)
         self.servers[sid] = server
-        self.network.attach(sid, server.receive)
+        self.network.attach(sid, self._receiver(sid))
         return server
+
+    def _clock_of(self, sid: str) -> asyncio.AbstractEventLoop:
+        """The loop as ``sid`` sees it: with its own clock when clocks drift."""
+        skew = self.clock_skews.get(sid)
+        if skew is None and self.clock_drift:
+            skew = self.clock_skews[sid] = draw_skew(self.seed, sid, self.clock_drift)
+        if skew is None:
+            return self.loop
+        return ServerClock(self.loop, skew)  # type: ignore[return-value]
+
+    def _receiver(self, sid: str) -> Callable[[str, bytes], None]:
+        """What the network hands ``sid``'s frames to: its server, as its own process."""
+        def receive(source: str, data: bytes) -> None:
+            run_as_process(sid, self.servers[sid].receive, source, data)
+
+        return receive
+
+    def in_process(self, sid: str, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` as a task of ``sid``'s process: it is frozen while ``sid`` is
+        paused, as the handling of a request by a SIGSTOPped server would be."""
+        return run_as_process(sid, self.loop.create_task, coro)
 
     # ------------------------------------------------------------------ time
 
@@ -265,6 +301,7 @@ class Cluster:
     def crash(self, sid: str) -> None:
         server = self._server(sid)
         self._fault("crash", target=sid)
+        self._thaw(sid)  # a killed process's held work runs into a server that is gone
         server.crash()
         self.network.detach(sid)
         if isinstance(server.storage, CrashDiskStorage):
@@ -287,16 +324,29 @@ class Cluster:
         if server.running:
             return
         self._fault("restart", target=sid)
-        self.network.attach(sid, server.receive)
-        server.start()
+        self.network.attach(sid, self._receiver(sid))
+        run_as_process(sid, server.start)
 
     def pause(self, sid: str) -> None:
+        """SIGSTOP: ``sid`` handles nothing (no messages, no HTTP requests, no timers,
+        so no sends) until resumed; what arrives for it waits, in order."""
+        server = self._server(sid)
         self._fault("pause", target=sid)
-        self._server(sid).pause()
+        server.pause()
+        if server.paused and isinstance(self.loop, VirtualTimeLoop):
+            self.loop.freeze(sid)
 
     def resume(self, sid: str) -> None:
+        """SIGCONT: the frames that waited in ``sid``'s sockets are handled first, then
+        its timers that fell due and the work it was stopped in the middle of."""
+        server = self._server(sid)
         self._fault("resume", target=sid)
-        self._server(sid).resume()
+        run_as_process(sid, server.resume)
+        self._thaw(sid)
+
+    def _thaw(self, sid: str) -> None:
+        if isinstance(self.loop, VirtualTimeLoop):
+            self.loop.thaw(sid)
 
     def partition(self, groups: Sequence[Sequence[str]]) -> None:
         self._fault("partition", groups=[list(g) for g in groups])
@@ -323,7 +373,7 @@ class Cluster:
         self.addresses[sid] = address or rpc_address(len(self.ids))
         self.node_names.setdefault(sid, f"{sid}.global")
         server = self._make_server(sid, self._new_storage(sid))
-        server.start()
+        run_as_process(sid, server.start)
         return server
 
     # ------------------------------------------------------------------ clients
@@ -333,10 +383,12 @@ class Cluster:
         leader = self.leader()
         if leader is None:
             raise RuntimeError("no leader")
-        return await self.servers[leader].propose(command, timeout=timeout)
+        return await self.in_process(
+            leader, self.servers[leader].propose(command, timeout=timeout))
 
     def close(self) -> None:
-        for server in self.servers.values():
+        for sid, server in self.servers.items():
+            self._thaw(sid)
             server.crash()
         if not self.loop.is_closed():
             # let cancelled tasks finish so nothing warns at garbage collection

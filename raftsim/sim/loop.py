@@ -14,6 +14,16 @@ so there is nothing to poll and nothing to leak on close. Everything asyncio bui
 wait_for, timeout, Queue, Event, aiohttp request handling over in-memory transports);
 ``add_reader`` and real sockets do not exist here.
 
+Processes: a simulated server is one process of the loop. Whatever it schedules while it
+runs -- timers, task steps, callbacks -- belongs to it (the context variable
+:data:`PROCESS`, which asyncio hands on to everything scheduled from that context), and
+:meth:`VirtualTimeLoop.freeze` stops all of it at once, as SIGSTOP stops a process: a
+frozen process's callbacks are held, not run, and its timers that fall due meanwhile are
+held too; :meth:`~VirtualTimeLoop.thaw` runs them all, in the order they fell due, as
+a process resumed by SIGCONT runs the timers that expired while it was stopped.
+:func:`run_as_process` enters a process (the simulated cluster does, for every message
+delivered to a server and every request to its HTTP API).
+
 Nothing reads the wall clock. Debug mode keeps asyncio's checks but not its slow-callback
 warning (elapsed virtual time inside a callback is always zero). Work handed to an
 executor thread (``run_in_executor``, which aiohttp uses to read files) takes no virtual
@@ -29,13 +39,33 @@ import itertools
 import math
 import threading
 from collections.abc import Callable, Coroutine
-from contextvars import Context
+from contextvars import Context, ContextVar, copy_context
 from heapq import heapify, heappop, heappush
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["SimulationDeadlock", "VirtualTimeLoop", "run_virtual"]
+__all__ = ["PROCESS", "SimulationDeadlock", "VirtualTimeLoop", "run_as_process", "run_virtual"]
+
+#: the simulated process the running code belongs to (None: the simulation itself)
+PROCESS: ContextVar[str | None] = ContextVar("raftsim_process", default=None)
+
+
+def run_as_process(name: str, function: Callable[..., T], *args: Any) -> T:
+    """Call ``function(*args)`` as process ``name``: every timer, task and callback it
+    schedules belongs to ``name`` (and is held while ``name`` is frozen)."""
+    return copy_context().run(_enter_process, name, function, args)
+
+
+def _enter_process(name: str, function: Callable[..., T], args: tuple[Any, ...]) -> T:
+    PROCESS.set(name)
+    return function(*args)
+
+
+def _owner(handle: asyncio.Handle) -> str | None:
+    """The process a handle was scheduled by (asyncio keeps the context it ran in)."""
+    context: Context = handle._context  # type: ignore[attr-defined]
+    return context.get(PROCESS)
 
 # Rebuild the timer heap once this many timers, and more than half of it, are cancelled
 # (as asyncio does); otherwise cancelled timers are dropped lazily from its head.
@@ -94,6 +124,23 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         self._wakeup = threading.Event()
         #: callbacks executed so far (task steps, timers, deliveries...)
         self.callbacks_run = 0
+        #: frozen processes and the callbacks held for each, in the order they fell due
+        self._frozen: dict[str, list[asyncio.Handle]] = {}
+
+    # ------------------------------------------------------------------ processes
+
+    def freeze(self, process: str) -> None:
+        """Hold every callback of ``process`` (timers that fall due included) until
+        :meth:`thaw`: SIGSTOP."""
+        self._frozen.setdefault(process, [])
+
+    def thaw(self, process: str) -> None:
+        """Run what ``process`` was held from, in the order it fell due, after what is
+        ready now: SIGCONT."""
+        self._ready.extend(self._frozen.pop(process, ()))
+
+    def is_frozen(self, process: str) -> bool:
+        return process in self._frozen
 
     # ------------------------------------------------------------------ the clock
 
@@ -232,12 +279,18 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
             self._run_ready_debug(ntodo)
             return
         popleft = ready.popleft
+        frozen = self._frozen
         ran = 0
         try:
             for _ in range(ntodo):
                 handle = popleft()
                 if handle._cancelled:
                     continue
+                if frozen:
+                    held = frozen.get(_owner(handle))  # type: ignore[arg-type]
+                    if held is not None:
+                        held.append(handle)
+                        continue
                 ran += 1
                 handle._run()
         finally:
@@ -249,6 +302,10 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         for _ in range(ntodo):
             handle = self._ready.popleft()
             if handle._cancelled:
+                continue
+            held = self._frozen.get(_owner(handle))  # type: ignore[arg-type]
+            if held is not None:
+                held.append(handle)
                 continue
             self.callbacks_run += 1
             try:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from contextvars import Context
 from typing import Any
 
 __all__ = ["NetworkObserver", "SimNetwork", "DROP_REASONS"]
@@ -122,6 +123,9 @@ class SimNetwork:
         self._low, self._high = low, high
         self._time: Callable[[], float] = loop.time
         self._call_at: Callable[..., object] = loop.call_at
+        #: the context arrivals run in: a message on the wire belongs to no process, so
+        #: one that a paused server sent still arrives (see ``VirtualTimeLoop.freeze``)
+        self._wire = Context()
         self._random = rng.random
         #: every node ever attached, in attach order (ids that faults may name)
         self._known: dict[str, None] = {}
@@ -229,7 +233,8 @@ class SimNetwork:
             delay += REORDER_FACTOR * high * rand()
         self._in_flight += 1
         flying = self._flying[serial] = [source, target, meta, 1]
-        self._call_at(now + delay, self._arrive, serial, source, target, data, meta, deliver)
+        self._call_at(now + delay, self._arrive, serial, source, target, data, meta, deliver,
+                      context=self._wire)
         if self._duplication and rand() < self._duplication:
             self.duplicated += 1
             delay = low + (high - low) * rand()
@@ -238,7 +243,7 @@ class SimNetwork:
             self._in_flight += 1
             flying[3] += 1
             self._call_at(now + delay, self._arrive, serial, source, target, data, meta,
-                          deliver)
+                          deliver, context=self._wire)
 
     def _arrive(self, serial: int, source: str, target: str, data: bytes, meta: object,
                 deliver: Deliver | None) -> None:

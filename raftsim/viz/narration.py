@@ -45,9 +45,11 @@ def _fault_sentence(rec: Record) -> str:
     if fault == "restart":
         return f"{target} restarted from what it had on disk"
     if fault == "pause":
-        return f"{target} froze (like SIGSTOP): it handles nothing until resumed"
+        return (f"{target} froze (SIGSTOP): no messages, no HTTP answers, no timers, no "
+                "sends until resumed; what arrives for it waits in its sockets")
     if fault == "resume":
-        return f"{target} resumed and catches up on what arrived meanwhile"
+        return (f"{target} resumed (SIGCONT): it handles what waited in its sockets, then "
+                "the timers that fell due while it was frozen")
     if fault == "partition":
         groups = " | ".join(",".join(g) for g in rec.get("groups", []))
         return f"network partitioned into groups {groups}"
@@ -128,18 +130,34 @@ def narrate_record(rec: Record, leaders: dict[str, bool] | None = None) -> str |
         return template
 
 
+class Narrator:
+    """Narrates a trace one record at a time, as the records are made. It follows who
+    leads, because some records (a leader's commit) are only told of a leader."""
+
+    def __init__(self) -> None:
+        self.leaders: dict[str, bool] = {}
+
+    def line(self, rec: Record) -> Line | None:
+        """The line ``rec`` tells, or None when it tells nothing."""
+        kind = rec.get("kind")
+        if kind == "role":
+            self.leaders[str(rec.get("server"))] = rec.get("role") == "leader"
+        elif kind == "crash":
+            self.leaders[str(rec.get("server"))] = False
+        text = narrate_record(rec, self.leaders)
+        if not text:
+            return None
+        return Line(float(rec.get("t", 0.0)), rec.get("server"), int(rec.get("term", 0)),
+                    text, str(kind))
+
+
 def narrate(records: Iterable[Record]) -> Iterator[Line]:
     """The narration of a whole trace, in order."""
-    leaders: dict[str, bool] = {}
+    narrator = Narrator()
     for rec in records:
-        if rec.get("kind") == "role":
-            leaders[str(rec.get("server"))] = rec.get("role") == "leader"
-        elif rec.get("kind") == "crash":
-            leaders[str(rec.get("server"))] = False
-        text = narrate_record(rec, leaders)
-        if text:
-            yield Line(float(rec.get("t", 0.0)), rec.get("server"), int(rec.get("term", 0)),
-                       text, str(rec.get("kind")))
+        line = narrator.line(rec)
+        if line is not None:
+            yield line
 
 
 def format_line(line: Line) -> str:

@@ -47,15 +47,15 @@ from raftsim.api.exchange import ApiResponse, encode_request, exchange
 from raftsim.api.inmemory import SimApi
 from raftsim.core.messages import Entry, EntryKind
 from raftsim.core.ready import Role
-from raftsim.core.settings import NodeSettings
+from raftsim.scenario.build import build_cluster
 from raftsim.scenario.errors import ScenarioError
 from raftsim.scenario.load import parse_scenario
-from raftsim.scenario.model import Say, Scenario, Step
+from raftsim.scenario.model import ClusterSpec, Say, Scenario, Step
 from raftsim.scenario.runner import ScenarioRunner
-from raftsim.sim.cluster import Cluster
+from raftsim.sim.cluster import Cluster, default_ids
 from raftsim.sim.loop import VirtualTimeLoop
 from raftsim.storage.memory import MemoryStorage
-from raftsim.viz.narration import narrate_record
+from raftsim.viz.narration import Narrator
 
 Record = dict[str, Any]
 Action = dict[str, Any]
@@ -358,20 +358,15 @@ class _Feed:
     def __init__(self) -> None:
         self.lines: deque[dict[str, Any]] = deque(maxlen=FEED_LENGTH)
         self.count = 0
-        self._leaders: dict[str, bool] = {}
+        self._narrator = Narrator()
 
     def on_record(self, rec: Record) -> None:
-        kind = rec.get("kind")
-        if kind == "role":
-            self._leaders[str(rec.get("server"))] = rec.get("role") == "leader"
-        elif kind == "crash":
-            self._leaders[str(rec.get("server"))] = False
-        text = narrate_record(rec, self._leaders)
-        if text:
+        line = self._narrator.line(rec)
+        if line is not None:
             self.count += 1
             self.lines.append({"n": self.count, "t": rec.get("t", 0.0),
                                "server": rec.get("server"), "term": rec.get("term", 0),
-                               "kind": kind, "text": text,
+                               "kind": rec.get("kind"), "text": line.text,
                                "tone": _tone(rec)})
 
     def since(self, n: int) -> list[dict[str, Any]]:
@@ -509,25 +504,6 @@ class _UiCluster(Cluster):
             super().close()
 
 
-class _SessionScenarioRunner(ScenarioRunner):
-    """The scenario runner, on the session's (paced) cluster instead of a new one; in a
-    lesson, it holds after each ``say`` step."""
-
-    def __init__(self, scenario: Scenario, cluster: Cluster, seed: int,
-                 session: UiSession) -> None:
-        super().__init__(scenario, seed=seed)
-        self._session_cluster = cluster
-        self._session = session
-
-    def _build(self) -> Cluster:
-        return self._session_cluster
-
-    def _run_step(self, step: Step) -> None:
-        super()._run_step(step)
-        if isinstance(step.action, Say):
-            self._session._hold()
-
-
 # ---------------------------------------------------------------------- the session
 
 class UiSession:
@@ -589,19 +565,12 @@ class UiSession:
         spec = self.spec
         scenario = self.scenario
         if scenario is None:
-            settings = NodeSettings(pre_vote=spec.pre_vote, check_quorum=spec.check_quorum)
-            return _UiCluster(spec.servers, seed=spec.seed, settings=settings,
-                              latency=UI_LATENCY, loop=self.loop)
-        c = scenario.cluster
-        settings = NodeSettings(
-            heartbeat_interval=c.heartbeat, election_timeout_min=c.election_timeout[0],
-            election_timeout_max=c.election_timeout[1], pre_vote=c.pre_vote,
-            check_quorum=c.check_quorum, max_entries_per_message=c.max_entries_per_message,
-            bugs=frozenset(scenario.bugs))
-        return _UiCluster(list(c.servers), seed=spec.seed, settings=settings,
-                          nonvoters=c.nonvoters, node_names=dict(c.names), latency=c.latency,
-                          loss=c.loss, duplication=c.duplication, reorder=c.reorder,
-                          snapshot_threshold=c.snapshot_threshold, loop=self.loop)
+            table = ClusterSpec(servers=tuple(default_ids(spec.servers)),
+                                latency=UI_LATENCY, pre_vote=spec.pre_vote,
+                                check_quorum=spec.check_quorum)
+            return build_cluster(table, seed=spec.seed, loop=self.loop, kind=_UiCluster)
+        return build_cluster(scenario.cluster, seed=spec.seed, bugs=scenario.bugs,
+                             loop=self.loop, kind=_UiCluster)
 
     # ------------------------------------------------------------------ records
 
@@ -706,11 +675,17 @@ class UiSession:
             grant = pump(self)
             self._go(grant)
 
+    def _after_step(self, step: Step) -> None:
+        """In a lesson, hold after each ``say`` step until the visitor asks for more."""
+        if isinstance(step.action, Say):
+            self._hold()
+
     def _play_scenario(self, pump: Pump) -> None:
         assert self.scenario is not None
         self._pump = pump
         self.cluster.pacer = self
-        runner = _SessionScenarioRunner(self.scenario, self.cluster, self.spec.seed, self)
+        runner = ScenarioRunner(self.scenario, seed=self.spec.seed, cluster=self.cluster,
+                                after_step=self._after_step)
         try:
             result = runner.run()
         finally:
