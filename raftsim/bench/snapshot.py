@@ -181,7 +181,9 @@ async def _write_all(url: str, values: int) -> None:
 def _catch_up(values: int, root: Path) -> dict[str, Any]:
     plan = plan_cluster(3, root / "data", _free_port_run(6))
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    extra = ["--snapshot-threshold", "64"]
+    # no trailing entries (the agent keeps 10,240 by default): the lagging server must
+    # need the snapshot
+    extra = ["--snapshot-threshold", "64", "--trailing-logs", "0"]
 
     def start(spec: ServerSpec) -> None:
         with open(root / f"{spec.id}.log", "ab") as log:
