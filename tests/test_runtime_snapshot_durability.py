@@ -48,16 +48,22 @@ INDEX, TERM = 40, 2
 
 
 class SnapshotFsyncHold:
-    """``os.fsync`` that waits, for files named ``snapshot-*``, until released."""
+    """``os.fsync`` that waits, for files named ``snapshot-*``, until released; only in
+    the first thread that fsyncs one (a worker thread, on a server that writes snapshot
+    files off its loop)."""
 
     def __init__(self) -> None:
         self.holding = threading.Event()
         self.release = threading.Event()
         self._fsync = os.fsync
+        self._holder: int | None = None
 
     def fsync(self, fd: int) -> None:
         name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
-        if name.startswith("snapshot-") and not self.release.is_set():
+        thread = threading.get_ident()
+        if (name.startswith("snapshot-") and not self.release.is_set()
+                and self._holder in (None, thread)):
+            self._holder = thread
             self.holding.set()
             self.release.wait(HOLD_LIMIT)
         self._fsync(fd)
@@ -118,16 +124,23 @@ def kv_snapshot() -> bytes:
     return kv.snapshot()
 
 
+IDS = ("f", "g", "leader")
+
+
+def install_snapshot_chunks(data: bytes) -> list[InstallSnapshot]:
+    configuration = Configuration(tuple(ServerInfo(i, f"{i}:1") for i in IDS))
+    chunk = SETTINGS.snapshot_chunk_bytes
+    return [InstallSnapshot(TERM, "leader", "f", INDEX, TERM,
+                            encode_indexed(1, configuration), data[o:o + chunk], o,
+                            o + chunk >= len(data))
+            for o in range(0, len(data), chunk)]
+
+
 def test_a_follower_acknowledges_an_installed_snapshot_only_once_its_file_is_durable(
         tmp_path: Path, hold: SnapshotFsyncHold) -> None:
-    ids = ("f", "g", "leader")
-    configuration = Configuration(tuple(ServerInfo(i, f"{i}:1") for i in ids))
+    ids = IDS
     data = kv_snapshot()
-    chunk = SETTINGS.snapshot_chunk_bytes
-    chunks = [InstallSnapshot(TERM, "leader", "f", INDEX, TERM,
-                              encode_indexed(1, configuration), data[o:o + chunk], o,
-                              o + chunk >= len(data))
-              for o in range(0, len(data), chunk)]
+    chunks = install_snapshot_chunks(data)
     assert len(chunks) > 4
 
     async def scenario() -> None:
@@ -160,6 +173,7 @@ def test_a_follower_acknowledges_an_installed_snapshot_only_once_its_file_is_dur
         finally:
             server.crash()
             storage.close()
+        await loop.shutdown_default_executor()  # the worker threads' writes are done
         reopened = FileStorage(tmp_path)
         try:
             state = reopened.load()
@@ -195,6 +209,7 @@ def test_a_leader_keeps_committing_while_its_snapshot_file_is_written(
         finally:
             server.crash()
             storage.close()
+        await loop.shutdown_default_executor()  # the worker threads' writes are done
         reopened = FileStorage(tmp_path)
         try:
             state = reopened.load()
@@ -202,6 +217,44 @@ def test_a_leader_keeps_committing_while_its_snapshot_file_is_written(
             restored = KVStore()
             restored.restore(state.snapshot.data)
             assert restored.applied_index == state.snapshot.index
+        finally:
+            reopened.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_clean_stop_while_a_snapshot_file_is_written_leaves_a_directory_that_starts(
+        tmp_path: Path, hold: SnapshotFsyncHold) -> None:
+    """The final save of a stopping server (group commit's lazily written commit index)
+    must not get ahead of a snapshot file still being written."""
+    data = kv_snapshot()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        storage = founding(tmp_path, IDS)
+        transport = Recorder(tmp_path)
+        server = Server("f", settings=SETTINGS, rng=random.Random(1), storage=storage,
+                        transport=transport, loop=loop, group_commit=True,
+                        background_snapshots=True)
+        server.start()
+        try:
+            for message in install_snapshot_chunks(data):
+                server.receive_message("leader", message)
+            await wait_until(hold.holding.is_set, "the snapshot file's fsync")
+            server.finish()
+            assert server.running
+            assert transport.acknowledging()
+            assert all(durable for _, durable in transport.acknowledging())
+        finally:
+            hold.release.set()
+            server.crash()
+            storage.close()
+        await loop.shutdown_default_executor()  # the worker threads' writes are done
+        reopened = FileStorage(tmp_path)  # raised "commit index past the log" before
+        try:
+            state = reopened.load()
+            assert state.snapshot is not None and state.snapshot.index == INDEX
+            assert state.hard_state.commit == INDEX
         finally:
             reopened.close()
 

@@ -592,6 +592,30 @@ class Server:
         if backlog:
             self._schedule_flush()
 
+    def finish(self) -> None:
+        """Before a clean stop (group commit): persist and act on everything held back,
+        then write the commit index that was written lazily, so that a restart applies
+        what was committed at once. A snapshot file still being written in a worker
+        thread is written here instead, blocking the loop (it is stopping): until it is
+        durable, nothing after it may be saved, least of all a commit index covering it.
+        A failure stops the server as any failed save does."""
+        node = self.node
+        if node is None:
+            return
+        staging = self._staging
+        if staging is not None:
+            try:
+                self.storage.stage_snapshot(staging)
+            except Exception as exc:
+                self._storage_failed(exc)
+                return
+            self._staging = None
+            self._staged.add((staging.index, staging.term))
+        self.flush()
+        node = self.node
+        if node is not None:
+            self._save(node.hard_state(), (), None)
+
     def _first_unstaged_snapshot(self, batch: list[Ready]) -> int | None:
         """Live servers: the position of the first Ready whose snapshot (one installed
         from the leader) still has to be written to disk, if any."""
@@ -763,10 +787,10 @@ class Server:
         job = self.loop.run_in_executor(None, write)
 
         def compact(job: asyncio.Future[Snapshot]) -> None:
+            error = job.exception()
             if self.node is not node:
                 return  # crashed meanwhile: the job's result belongs to no one
             self._snapshotting = False
-            error = job.exception()
             if isinstance(error, _StageFailed):
                 self._storage_failed(error.error)
                 return
@@ -787,10 +811,10 @@ class Server:
         job = self.loop.run_in_executor(None, self.storage.stage_snapshot, snapshot)
 
         def staged(job: asyncio.Future[None]) -> None:
-            if self.node is not node or self._staging is not snapshot:
-                return  # crashed meanwhile
-            self._staging = None
             error = job.exception()
+            if self.node is not node or self._staging is not snapshot:
+                return  # crashed meanwhile, or stopping (finish() wrote it)
+            self._staging = None
             if error is not None:
                 self._storage_failed(error if isinstance(error, Exception)
                                      else RuntimeError(str(error)))
