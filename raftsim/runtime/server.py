@@ -599,19 +599,19 @@ class Server:
         thread is written here instead, blocking the loop (it is stopping): until it is
         durable, nothing after it may be saved, least of all a commit index covering it.
         A failure stops the server as any failed save does."""
-        node = self.node
-        if node is None:
-            return
-        staging = self._staging
-        if staging is not None:
-            try:
-                self.storage.stage_snapshot(staging)
-            except Exception as exc:
-                self._storage_failed(exc)
-                return
-            self._staging = None
-            self._staged.add((staging.index, staging.term))
-        self.flush()
+        while self.node is not None:
+            staging = self._staging
+            if staging is not None:
+                try:
+                    self.storage.stage_snapshot(staging)
+                except Exception as exc:
+                    self._storage_failed(exc)
+                    return
+                self._staging = None
+                self._staged.add((staging.index, staging.term))
+            self.flush()  # may start staging a later snapshot in the batch
+            if self._staging is None:
+                break
         node = self.node
         if node is not None:
             self._save(node.hard_state(), (), None)
@@ -787,6 +787,8 @@ class Server:
         job = self.loop.run_in_executor(None, write)
 
         def compact(job: asyncio.Future[Snapshot]) -> None:
+            if job.cancelled():
+                return  # the loop is closing
             error = job.exception()
             if self.node is not node:
                 return  # crashed meanwhile: the job's result belongs to no one
@@ -811,6 +813,8 @@ class Server:
         job = self.loop.run_in_executor(None, self.storage.stage_snapshot, snapshot)
 
         def staged(job: asyncio.Future[None]) -> None:
+            if job.cancelled():
+                return  # the loop is closing
             error = job.exception()
             if self.node is not node or self._staging is not snapshot:
                 return  # crashed meanwhile, or stopping (finish() wrote it)
