@@ -17,9 +17,10 @@ Two measurements, with ``values`` KV values of 512 KiB (400: 200 MiB of state):
     ``stage_snapshot`` writing it in a worker thread, then the ``save`` that publishes
     it on the loop (rename, fsync the directory, remove the older snapshot file).
 - **catch-up**: three ``raftsim agent`` processes on loopback (compaction every 64
-  entries, fsync never); one is started only after ``values`` writes, so it catches up by
-  a streamed InstallSnapshot of the whole state. Reports the seconds from its start until
-  it has applied everything, and checks that it logged installing the snapshot.
+  entries, no trailing entries, fsync never); one is started only after ``values``
+  writes, so it catches up by a streamed InstallSnapshot of the whole state. Reports the
+  seconds from its start until it has applied everything, and checks that it logged
+  installing the snapshot.
 
 The machine's load average is reported with the figures: they mean little without it.
 """
