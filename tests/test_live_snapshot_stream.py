@@ -44,7 +44,10 @@ def test_a_follower_40_mib_behind_catches_up_by_a_streamed_snapshot(tmp_path: Pa
         leader = cluster.wait_for_leader([s.id for s in cluster.plan[:-1]])
         items = [(f"k{n}", value_of(n)) for n in range(VALUES)]
         asyncio.run(put_many([cluster.url(leader)], items, concurrency=4))
-        assert int(cluster.stats(leader)["last_snapshot_index"]) > VALUES - 16
+        # The leader writes its snapshot file in a worker thread while it goes on
+        # committing, so its latest compaction may still be on its way.
+        wait_until(lambda: int(cluster.stats(leader)["last_snapshot_index"]) > VALUES - 16,
+                   60.0, "the leader's compaction")
         cluster.start(lagging)
         wait_until(lambda: caught_up([cluster.url(s.id) for s in cluster.plan]), 60.0,
                    "the lagging server caught up")

@@ -477,10 +477,13 @@ SCENARIOS: dict[str, tuple[list[tuple[Any, ...]], tuple[Any, ...]]] = {
 }
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["written-by-save", "staged-first"])
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_a_crash_anywhere_in_save_recovers_a_state_in_between(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str, staged: bool
 ) -> None:
+    """``staged``: the snapshot is first written by stage_snapshot (as a live server does
+    in a worker thread), and a crash may also hit that write or the gap before save."""
     setup, (hard_state, batch, snapshot) = SCENARIOS[scenario]
     memory = MemoryStorage()
     for save in setup:
@@ -501,6 +504,8 @@ def test_a_crash_anywhere_in_save_recovers_a_state_in_between(
         with monkeypatch.context() as patch:
             patch.setattr(file_module, "os", crashing)
             try:
+                if staged and snapshot is not None:
+                    storage.stage_snapshot(snapshot)
                 storage.save(hard_state, batch, snapshot)
                 finished = True
             except Crash:
@@ -523,8 +528,63 @@ def test_a_crash_anywhere_in_save_recovers_a_state_in_between(
                 n = len(got.entries)
                 assert n >= base, "entries the save did not replace were lost"
                 assert got.entries in (mid.entries[:n], post.entries[:n])
+        assert not [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
         crash_at += 1
     assert crash_at > 5
+
+
+# ---------------------------------------------------------------------- staged snapshots
+
+
+def test_a_crash_between_staging_a_snapshot_and_saving_it_recovers_the_state_before(
+        tmp_path: Path) -> None:
+    before = Disk(tmp_path).save((HardState(9, "a", 10), entries(1, 20), None))
+    with opened(tmp_path) as storage:
+        storage.stage_snapshot(Snapshot(15, 1, b"c", b"state" * 1000))
+        assert storage.load() == before  # staged is not stored
+    # the process dies here, before the save() that would have published it
+    assert reload(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hardstate.bin", *segments(tmp_path)]
+
+
+def test_a_staged_snapshot_is_published_without_writing_its_bytes_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshot = Snapshot(15, 1, b"c", bytes(range(256)) * 4000)
+    (tmp_path / "unstaged").mkdir()
+    Disk(tmp_path / "unstaged").save((HardState(9, "a", 10), entries(1, 20), None),
+                                     (None, (), snapshot))
+    expected = (tmp_path / "unstaged" / "snapshot-15-1.bin").read_bytes()
+    directory = tmp_path / "staged"
+    disk = Disk(directory)
+    disk.save((HardState(9, "a", 10), entries(1, 20), None))
+    written: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: Any) -> int:
+        written.append(len(data))
+        return real_write(fd, data)
+
+    with opened(directory) as storage:
+        storage.stage_snapshot(snapshot)
+        monkeypatch.setattr(os, "write", counting_write)
+        storage.save(HardState(9, "a", 18), entries(21, 22), snapshot)
+        monkeypatch.undo()
+    assert sum(written) < 1000  # the new entries and hard state, not the snapshot
+    assert (directory / "snapshot-15-1.bin").read_bytes() == expected
+    got = reload(directory)
+    assert got.snapshot == snapshot
+    assert [e.index for e in got.entries] == list(range(16, 23))
+    assert not [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_staged_snapshot_a_newer_one_overtook_is_removed(tmp_path: Path) -> None:
+    Disk(tmp_path).save((HardState(9, "a", 10), entries(1, 20), None))
+    with opened(tmp_path) as storage:
+        storage.stage_snapshot(Snapshot(12, 1, b"c", b"older"))
+        storage.stage_snapshot(Snapshot(15, 1, b"c", b"newer"))
+        storage.save(None, (), Snapshot(15, 1, b"c", b"newer"))
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "hardstate.bin", "snapshot-15-1.bin", *segments(tmp_path)]
 
 
 # ---------------------------------------------------------------------- model check

@@ -3,15 +3,24 @@
 Two measurements, with ``values`` KV values of 512 KiB (400: 200 MiB of state):
 
 - **stalls**: the longest time an asyncio loop could not run (a task that wakes every
-  5 ms notes how late it woke) while one step of a snapshot's life runs, each on its own:
-  serializing the KV state and restoring it, the way a live server did before (one
-  msgpack call on the loop) and does now (key by key in a worker thread, from a shallow
-  copy); assembling the received chunks (the core, on the loop); and writing the snapshot
-  file (``FileStorage.save``, on the loop, fsync on).
+  5 ms notes how late it woke) while one step of a snapshot's life runs, each on its own,
+  the way a live server did before and does now:
+
+  - serializing the KV state: one msgpack call on the loop / key by key in a worker
+    thread, from a shallow copy;
+  - restoring it: one unpack on the loop / key by key in a worker thread (from the
+    bytearray the chunks were assembled into);
+  - assembling the received chunks: one ``b"".join`` when the last arrives / each
+    appended to a bytearray as it arrives (the core's PendingSnapshot, one chunk per
+    loop turn);
+  - writing the snapshot file (fsync on): ``FileStorage.save`` writing it on the loop /
+    ``stage_snapshot`` writing it in a worker thread, then the ``save`` that publishes
+    it on the loop (rename, fsync the directory, remove the older snapshot file).
 - **catch-up**: three ``raftsim agent`` processes on loopback (compaction every 64
-  entries, fsync never); one is started only after ``values`` writes, so it catches up by
-  a streamed InstallSnapshot of the whole state. Reports the seconds from its start until
-  it has applied everything, and checks that it logged installing the snapshot.
+  entries, no trailing entries, fsync never); one is started only after ``values``
+  writes, so it catches up by a streamed InstallSnapshot of the whole state. Reports the
+  seconds from its start until it has applied everything, and checks that it logged
+  installing the snapshot.
 
 The machine's load average is reported with the figures: they mean little without it.
 """
@@ -34,7 +43,8 @@ from typing import Any
 import aiohttp
 import msgpack
 
-from raftsim.core.messages import Snapshot
+from raftsim.core.messages import HardState, Snapshot
+from raftsim.core.node import PendingSnapshot
 from raftsim.live.launcher import ServerSpec, agent_command, plan_cluster
 from raftsim.runtime.kv import (
     MAX_VALUE_BYTES,
@@ -105,26 +115,41 @@ def _unpack_whole(data: bytes) -> dict[str, KVItem]:
     return {k: KVItem(bytes(v), m, c) for k, v, m, c in items}
 
 
+async def _assemble_as_they_arrive(chunks: list[bytes]) -> bytearray:
+    """The follower's way: each chunk appended as it arrives, one per loop turn."""
+    pending = PendingSnapshot(1, 1, 1, b"")
+    for chunk in chunks:
+        pending.add(pending.size, chunk, 0)
+        await asyncio.sleep(0)
+    return pending.buffer
+
+
 async def _stalls(values: int, directory: Path) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     kv = _filled_store(values)
     data = kv.snapshot()
     chunks = [data[o:o + CHUNK] for o in range(0, len(data), CHUNK)]
+    assembled = bytearray(data)
     storage = FileStorage(directory, fsync="always")
+    storage.save(HardState(term=1), (), None)
     result: dict[str, float] = {"snapshot_bytes": float(len(data))}
 
     def in_thread(function: Callable[..., Any], *args: Any) -> Any:
         return loop.run_in_executor(None, function, *args)
 
+    written, staged = Snapshot(values, 1, b"", data), Snapshot(values + 1, 1, b"", assembled)
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("serialize_on_loop_before", lambda: _pack_whole(kv)),
         ("serialize_in_thread_after",
          lambda: in_thread(encode_snapshot, kv.applied_index, dict(kv.items))),
         ("restore_on_loop_before", lambda: _unpack_whole(data)),
-        ("restore_in_thread_after", lambda: in_thread(decode_snapshot, data)),
-        ("assemble_chunks_on_loop", lambda: b"".join(chunks)),
-        ("write_snapshot_file_on_loop",
-         lambda: storage.save(None, (), Snapshot(values, 1, b"", data))),
+        ("restore_in_thread_after", lambda: in_thread(decode_snapshot, assembled)),
+        ("assemble_chunks_joined_on_loop_before", lambda: b"".join(chunks)),
+        ("assemble_chunks_as_they_arrive_after", lambda: _assemble_as_they_arrive(chunks)),
+        ("write_snapshot_file_on_loop_before", lambda: storage.save(None, (), written)),
+        ("write_snapshot_file_in_thread_after",
+         lambda: in_thread(storage.stage_snapshot, staged)),
+        ("publish_snapshot_file_on_loop_after", lambda: storage.save(None, (), staged)),
     ]
     try:
         for name, step in steps:
@@ -181,6 +206,8 @@ async def _write_all(url: str, values: int) -> None:
 def _catch_up(values: int, root: Path) -> dict[str, Any]:
     plan = plan_cluster(3, root / "data", _free_port_run(6))
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    # no trailing entries (the agent keeps 10,240 by default): the lagging server must
+    # need the snapshot
     extra = ["--snapshot-threshold", "64", "--trailing-logs", "0"]
 
     def start(spec: ServerSpec) -> None:

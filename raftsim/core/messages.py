@@ -175,9 +175,13 @@ class HardState:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A state machine snapshot and the configuration that was current at its index."""
+    """A state machine snapshot and the configuration that was current at its index.
+
+    ``data`` of a snapshot a follower assembled from chunks is the bytearray it grew
+    them into (joining them into bytes would copy the whole state at once); nothing
+    changes it after."""
 
     index: int
     term: int
     configuration: bytes
-    data: bytes = field(default=b"", repr=False)
+    data: bytes | bytearray = field(default=b"", repr=False)

@@ -104,8 +104,11 @@ class PendingSnapshot:
     term: int
     leader_term: int
     configuration: bytes
-    #: the first ``size`` bytes, in order
-    chunks: list[bytes] = field(default_factory=list)
+    #: the first ``size`` bytes, in order. Chunks are appended as they arrive (a
+    #: bytearray grows in place), so the last one costs a chunk, not a join of the whole
+    #: snapshot (200 MiB stalled a live server's event loop for ~150 ms). The completed
+    #: buffer becomes the installed Snapshot's data and is never changed after.
+    buffer: bytearray = field(default_factory=bytearray)
     size: int = 0
     #: chunks that arrived ahead of a missing one (messages may be reordered), by offset
     early: dict[int, bytes] = field(default_factory=dict)
@@ -134,7 +137,7 @@ class PendingSnapshot:
     def _extend(self, offset: int, data: bytes) -> None:
         end = offset + len(data)
         if end > self.size:
-            self.chunks.append(data if offset == self.size else data[self.size - offset:])
+            self.buffer += memoryview(data)[self.size - offset:]
             self.size = end
 
 
@@ -163,7 +166,7 @@ class RaftNode:
         snapshot: Snapshot | None = None,
         entries: list[Entry] | None = None,
         now: float = 0.0,
-        snapshot_check: Callable[[bytes], str | None] | None = None,
+        snapshot_check: Callable[[bytes | bytearray], str | None] | None = None,
     ) -> None:
         self.id = node_id
         self.settings = settings
@@ -452,16 +455,26 @@ class RaftNode:
             self._event("peer-unreachable", peer=peer)
         return self._ready()
 
-    def compact(self, index: int, data: bytes, now: float) -> Ready:
+    def snapshot_at(self, index: int, data: bytes | bytearray) -> Snapshot:
+        """The snapshot ``compact(index, data)`` makes, without compacting: a live server
+        writes its file to disk first, off its event loop, then compacts."""
+        if index > self.applied:
+            raise ValueError(f"cannot snapshot at {index}: only {self.applied} applied")
+        term = self.log.term_at(index)
+        if term is None:
+            raise ValueError(f"cannot snapshot at {index}: the log holds "
+                             f"{self.log.snapshot_index + 1}..{self.log.last_index}")
+        cfg_index, config = self.configuration_at(index)
+        return Snapshot(index, term, encode_indexed(cfg_index, config), data)
+
+    def compact(self, index: int, data: bytes | bytearray, now: float) -> Ready:
         """Replace the log up to ``index`` (applied) with a snapshot of the state machine."""
         if index > self.applied:
             raise ValueError(f"cannot snapshot at {index}: only {self.applied} applied")
         if index <= self.log.snapshot_index:
             return self._ready()
-        term = self.log.term_at(index)
-        assert term is not None
-        cfg_index, config = self.configuration_at(index)
-        snap = Snapshot(index, term, encode_indexed(cfg_index, config), data)
+        snap = self.snapshot_at(index, data)
+        term = snap.term
         self.log.compact(index, term, keep=self.settings.trailing_logs)
         self.snapshot = snap
         self._snapshot_out = snap
@@ -790,7 +803,7 @@ class RaftNode:
             end = min(offset + chunk, size)
             done = end == size
             self._send(InstallSnapshot(self.term, self.id, peer, snap.index, snap.term,
-                                       snap.configuration, snap.data[offset:end], offset,
+                                       snap.configuration, bytes(snap.data[offset:end]), offset,
                                        done))
             pr.snapshot_next = end
             pr.snapshot_all_sent = done
@@ -913,9 +926,8 @@ class RaftNode:
             self._answer_chunk(m, pending.size)
             return
         self.pending_snapshot = None
-        chunks = pending.chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        problem = self._snapshot_check(data) if self._snapshot_check is not None else None
+        problem = (self._snapshot_check(pending.buffer) if self._snapshot_check is not None
+                   else None)
         if problem is not None:
             # Not what a leader sends (a forged or corrupted stream): refuse it whole and
             # answer nothing; a real leader's stream times out and starts again.
@@ -923,7 +935,7 @@ class RaftNode:
                         problem=problem)
             return
         snap = Snapshot(m.last_included_index, m.last_included_term, pending.configuration,
-                        data)
+                        pending.buffer)
         self.log.compact(snap.index, snap.term)
         self.snapshot = snap
         self.commit_index = snap.index

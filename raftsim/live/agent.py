@@ -223,14 +223,8 @@ class Agent:
             await runner.cleanup()
         if self.app is not None:
             await close_local_http_server(self.app)
-        if self.server is not None and self.server.node is not None:
-            self.server.flush()
-            node = self.server.node
-            if self.storage is not None and node is not None:
-                try:  # group commit may have held back the commit index
-                    self.storage.save(node.hard_state(), (), None)
-                except Exception as exc:
-                    self._fatal(exc)
+        if self.server is not None:
+            self.server.finish()  # what group commit holds; a failure calls _fatal
         if self.transport is not None:
             await self.transport.close()
         if self.server is not None:

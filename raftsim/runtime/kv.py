@@ -151,7 +151,7 @@ class KVStore:
         server makes it with ``encode_snapshot`` in a worker thread instead."""
         return encode_snapshot(self.applied_index, self.items)
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes | bytearray) -> None:
         self.applied_index, self.items = decode_snapshot(data)
 
     def digest(self) -> dict[str, bytes]:
@@ -193,12 +193,15 @@ def encode_snapshot(applied_index: int, items: dict[str, KVItem]) -> bytes:
     return b"".join(pieces)
 
 
-def decode_snapshot(data: bytes) -> tuple[int, dict[str, KVItem]]:
+def decode_snapshot(data: bytes | bytearray) -> tuple[int, dict[str, KVItem]]:
     """(applied index, items) from a snapshot, unpacked one key at a time (for a worker
     thread, as ``encode_snapshot``); ValueError if ``data`` is no KV snapshot."""
     if not data:
         return 0, {}
-    unpacker = msgpack.Unpacker(io.BytesIO(data), raw=False, read_size=_READ_SIZE,
+    # BytesIO shares a bytes object's memory, but copies any other buffer whole (an
+    # installed snapshot is a bytearray): that copy would hold the GIL.
+    source = io.BytesIO(data) if type(data) is bytes else _BufferReader(data)
+    unpacker = msgpack.Unpacker(source, raw=False, read_size=_READ_SIZE,
                                 max_buffer_size=max(len(data), _READ_SIZE))
     try:
         if unpacker.read_array_header() != 2:
@@ -218,6 +221,20 @@ def decode_snapshot(data: bytes) -> tuple[int, dict[str, KVItem]]:
 
 #: decode_snapshot reads the snapshot this much at a time
 _READ_SIZE = 1 << 20
+
+
+class _BufferReader:
+    """A file over any bytes-like object, read without copying it whole."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data)
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._position
+        end = len(self._view) if size < 0 else min(start + size, len(self._view))
+        self._position = end
+        return self._view[start:end].tobytes()
 
 
 def _decode(command: bytes) -> list[Any] | None:

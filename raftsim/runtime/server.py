@@ -16,6 +16,7 @@ the operation and the errno, fails what is pending, and stays stopped until
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -122,6 +123,14 @@ class _Pending:
     future: asyncio.Future[bool]
 
 
+class _StageFailed(Exception):
+    """Writing a snapshot's file failed (a storage failure, not a serializing one)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _expire(fut: asyncio.Future[Any], message: str) -> None:
     if not fut.done():
         fut.set_exception(RequestTimeout(message))
@@ -207,6 +216,13 @@ class Server:
         self._restoring: int | None = None
         #: promotes caught-up non-voters while this server leads
         self.autopilot = Autopilot(self)
+        #: (index, term) of snapshots whose file a worker thread wrote (staged) for the
+        #: save that stores them, which then only renames it (background_snapshots)
+        self._staged: set[tuple[int, int]] = set()
+        #: the snapshot being staged for a Ready that waits in the batch, with every
+        #: Ready after it, until its file is durable: nothing that acknowledges it
+        #: (the InstallSnapshotResponse, a hard state committing it) may leave before
+        self._staging: Snapshot | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -226,7 +242,12 @@ class Server:
             self.kv.restore(state.snapshot.data)
         self.node = RaftNode(self.id, self.settings, self.rng, hard_state=state.hard_state,
                              snapshot=state.snapshot, entries=state.entries,
-                             now=self.loop.time(), snapshot_check=snapshot_data_problem)
+                             now=self.loop.time(),
+                             # live servers check an installed snapshot's data in the
+                             # worker thread that writes its file (_check_and_stage):
+                             # decoding 200 MiB on the loop would stall heartbeats
+                             snapshot_check=(None if self.background_snapshots
+                                             else snapshot_data_problem))
         self.paused = False
         self._emit("start", {"last_index": self.node.log.last_index,
                              "last_term": self.node.log.last_term,
@@ -248,6 +269,8 @@ class Server:
         self._snapshotting = False
         self._restoring = None
         self.autopilot.on_role(False)
+        self._staged.clear()
+        self._staging = None
         self.paused = False
         self._held.clear()
         self._batch.clear()
@@ -662,8 +685,8 @@ class Server:
         storage write per run of them, then act on each in order (send, apply, answer)."""
         self._flush_scheduled = False
         node = self.node
-        if node is None:
-            return
+        if node is None or self._staging is not None:
+            return  # a snapshot's file is being written: everything waits for it
         queued, self._queued = self._queued, []
         start = 0
         while start < len(queued):
@@ -686,6 +709,13 @@ class Server:
             self._submitted[index] = (term, [done for _, done in group])
             self._batch.append(ready)
         batch, self._batch = self._batch, []
+        unstaged = self._first_unstaged_snapshot(batch)
+        if unstaged is not None:
+            # Act on the Readies before it now; it and all after it wait for its file.
+            batch, self._batch = batch[:unstaged], batch[unstaged:]
+            snapshot = self._batch[0].snapshot
+            assert snapshot is not None
+            self._stage_in_background(node, snapshot)
         if batch and not self._save_all(batch):
             return  # the server stopped: nothing of the batch may leave it
         self._apply_budget = APPLY_BUDGET
@@ -716,6 +746,47 @@ class Server:
             self._apply(entries)
         if backlog:
             self._schedule_flush()
+
+    def finish(self) -> None:
+        """Before a clean stop (group commit): persist and act on everything held back,
+        then write the commit index that was written lazily, so that a restart applies
+        what was committed at once. A snapshot file still being written in a worker
+        thread is written here instead, blocking the loop (it is stopping): until it is
+        durable, nothing after it may be saved, least of all a commit index covering it.
+        A failure stops the server as any failed save does."""
+        while self.node is not None:
+            staging = self._staging
+            if staging is not None:
+                try:
+                    problem = self._check_and_stage(staging)
+                except Exception as exc:
+                    self._storage_failed(exc)
+                    return
+                if problem is not None:  # nothing of it is written; stop without it
+                    self._emit("snapshot-refused", {"index": staging.index,
+                                                    "source": self.node.leader_id,
+                                                    "problem": problem})
+                    self._halt()
+                    return
+                self._staging = None
+                self._staged.add((staging.index, staging.term))
+            self.flush()  # may start staging a later snapshot in the batch
+            if self._staging is None:
+                break
+        node = self.node
+        if node is not None:
+            self._save(node.hard_state(), (), None)
+
+    def _first_unstaged_snapshot(self, batch: list[Ready]) -> int | None:
+        """Live servers: the position of the first Ready whose snapshot (one installed
+        from the leader) still has to be written to disk, if any."""
+        if not self.background_snapshots:
+            return None
+        for position, ready in enumerate(batch):
+            snapshot = ready.snapshot
+            if snapshot is not None and (snapshot.index, snapshot.term) not in self._staged:
+                return position
+        return None
 
     def _save_all(self, batch: list[Ready]) -> bool:
         """Persist what ``batch`` says must be durable, merged: one save per snapshot
@@ -758,6 +829,8 @@ class Server:
             self.storage.save(hard_state, entries, snapshot)
         except Exception as exc:  # any failure: nothing of this save is known durable
             return self._storage_failed(exc)
+        if snapshot is not None and self._staged:
+            self._staged = {key for key in self._staged if key[0] > snapshot.index}
         return True
 
     def _storage_failed(self, exc: Exception) -> bool:
@@ -857,24 +930,91 @@ class Server:
 
     def _snapshot_in_background(self, node: RaftNode) -> None:
         """Serialize the state machine in a worker thread from a shallow copy of its
-        items (immutable tuples: later writes replace them, never change them), then
-        compact the log up to the index the copy was taken at."""
+        items (immutable tuples: later writes replace them, never change them), write
+        the snapshot's file there too (staged: durable, not yet in place), then compact
+        the log up to the index the copy was taken at; the save of that compaction only
+        renames the file. Meanwhile the loop goes on serving and replicating."""
         self._snapshotting = True
         index = self.kv.applied_index
         items = dict(self.kv.items)
-        job = self.loop.run_in_executor(None, encode_snapshot, index, items)
+        header = node.snapshot_at(index, b"")
+        storage = self.storage
 
-        def compact(job: asyncio.Future[bytes]) -> None:
+        def write() -> Snapshot:
+            snapshot = dataclasses.replace(header, data=encode_snapshot(index, items))
+            try:
+                storage.stage_snapshot(snapshot)
+            except Exception as exc:
+                raise _StageFailed(exc) from exc
+            return snapshot
+
+        job = self.loop.run_in_executor(None, write)
+
+        def compact(job: asyncio.Future[Snapshot]) -> None:
+            if job.cancelled():
+                return  # the loop is closing
+            error = job.exception()
             if self.node is not node:
                 return  # crashed meanwhile: the job's result belongs to no one
             self._snapshotting = False
-            error = job.exception()
+            if isinstance(error, _StageFailed):
+                self._storage_failed(error.error)
+                return
             if error is not None:
                 self._emit("snapshot-failed", {"index": index, "error": str(error)})
                 return
-            self._process(node.compact(index, job.result(), self.loop.time()))
+            snapshot = job.result()
+            self._staged.add((snapshot.index, snapshot.term))
+            self._process(node.compact(index, snapshot.data, self.loop.time()))
 
         job.add_done_callback(compact)
+
+    def _stage_in_background(self, node: RaftNode, snapshot: Snapshot) -> None:
+        """Write an installed snapshot's file in a worker thread while the Ready that
+        installed it, and every later one, waits in the batch; then flush them (their
+        save renames the file into place, then they send and apply)."""
+        self._staging = snapshot
+        job = self.loop.run_in_executor(None, self._check_and_stage, snapshot)
+
+        def staged(job: asyncio.Future[str | None]) -> None:
+            if job.cancelled():
+                return  # the loop is closing
+            error = job.exception()
+            if self.node is not node or self._staging is not snapshot:
+                return  # crashed meanwhile, or stopping (finish() wrote it)
+            self._staging = None
+            if error is not None:
+                self._storage_failed(error if isinstance(error, Exception)
+                                     else RuntimeError(str(error)))
+                return
+            problem = job.result()
+            if problem is not None:
+                self._refuse_snapshot(snapshot, problem)
+                return
+            self._staged.add((snapshot.index, snapshot.term))
+            self._schedule_flush()
+
+        job.add_done_callback(staged)
+
+    def _check_and_stage(self, snapshot: Snapshot) -> str | None:
+        """Worker thread: what is wrong with an installed snapshot's data (then nothing is
+        written), or None once its file is staged. The simulator's core checks it
+        instead, as it assembles the chunks."""
+        problem = snapshot_data_problem(snapshot.data)
+        if problem is None:
+            self.storage.stage_snapshot(snapshot)
+        return problem
+
+    def _refuse_snapshot(self, snapshot: Snapshot, problem: str) -> None:
+        """An installed snapshot whose data is not a key-value snapshot (a forged or
+        corrupted stream): the core already took it in memory, but nothing of it, nor of
+        anything after it, was written or sent. Start again from the disk, which never
+        held it; a real leader's stream times out and starts again."""
+        source = self.node.leader_id if self.node is not None else None
+        self._emit("snapshot-refused", {"index": snapshot.index, "source": source,
+                                        "problem": problem})
+        self._halt()
+        self.start()
 
     def _restore_in_background(self, snapshot: Snapshot) -> None:
         """Decode an installed snapshot in a worker thread; committed entries after it

@@ -70,6 +70,15 @@ class Storage(Protocol):
         could not be, and then nothing of this call may be assumed durable."""
         ...
 
+    def stage_snapshot(self, snapshot: Snapshot) -> None:
+        """Do the slow part of a later ``save()`` of ``snapshot`` now (write and fsync
+        its file), so that save only has to publish it. A live server calls this in a
+        worker thread while its event loop goes on calling ``save()`` for other things,
+        so it must touch nothing those calls use. Staging stores nothing: until the save,
+        a crash forgets the staged copy. Storages with nothing slow to do ahead make it
+        a no-op."""
+        ...
+
     def close(self) -> None:
         """Release files; further calls are errors."""
         ...

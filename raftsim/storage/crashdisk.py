@@ -126,6 +126,10 @@ class CrashDiskStorage:
             self._durable.save(hard_state, (), None)
             self._visible.save(hard_state, (), None)
 
+    def stage_snapshot(self, snapshot: Snapshot) -> None:
+        """Nothing to write ahead: save() stores the snapshot (the simulator saves at
+        once, in no virtual time)."""
+
     def close(self) -> None:
         """Nothing to release: like MemoryStorage, the disk outlives the server process
         (and a clean exit loses nothing: the OS still has the cached writes)."""

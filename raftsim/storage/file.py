@@ -6,6 +6,7 @@ One data directory per server::
     wal-<first index, 20 digits>.log   log entries in index order (the write-ahead log)
     hardstate.bin                      term, vote, commit: replaced atomically
     snapshot-<index>-<term>.bin        the latest snapshot: replaced atomically
+    *.tmp                              being written (or staged): removed at start
 
 Every file is a sequence of records framed the same way: 4-byte big-endian payload
 length, 4-byte CRC32 of the payload, the msgpack payload (an entry is
@@ -18,7 +19,11 @@ whatever step a crash interrupted, so a restart finds either the state before th
 the state after it, or one on the way between (a longer prefix of the old or the new
 log) - never a state that forgets an entry acknowledged by an earlier save:
 
-1. snapshot: write it, then delete the log it covers or replaces, then older snapshots;
+1. snapshot: write it, then delete the log it covers or replaces, then older snapshots.
+   A live server writes and fsyncs the snapshot file ahead of the save, in a worker
+   thread (:meth:`FileStorage.stage_snapshot`), under a temporary name; the save then
+   only renames it into place. A crash before that rename leaves a temporary file that
+   recovery removes: the snapshot was never part of the stored state;
 2. entries: a conflicting suffix is removed durably first, then the new entries are
    appended and the segment is fsynced once for the whole batch (group commit);
 3. hard state: written last, so a durable commit index never points past durable entries.
@@ -47,7 +52,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +69,11 @@ MiB = 1 << 20
 _HEADER = struct.Struct(">II")  # payload length, CRC32 of the payload
 _HARD_STATE = "hardstate.bin"
 _TEMP_SUFFIX = ".tmp"
+#: a snapshot file stage_snapshot() wrote and fsynced, waiting for save() to rename it
+_STAGED_SUFFIX = ".staged" + _TEMP_SUFFIX
+_STAGED_NAME = re.compile(r"snapshot-(\d+)-(\d+)\.bin\.staged\.tmp")
+#: numbers the files stage_snapshot() is writing, so that two never share one
+_STAGE_IDS = itertools.count()
 _SEGMENT_NAME = re.compile(r"wal-(\d{20})\.log")
 _SNAPSHOT_NAME = re.compile(r"snapshot-(\d+)-(\d+)\.bin")
 
@@ -168,6 +178,28 @@ class FileStorage:
             self._failure = exc
             raise
 
+    def stage_snapshot(self, snapshot: Snapshot) -> None:
+        """Write ``snapshot``'s file and fsync it under a temporary name, for a later
+        save() of the same snapshot to rename into place instead of writing it then.
+
+        Made to run in a worker thread while the owner goes on calling save() on the
+        event loop: it touches no state of this object, only a file of its own, which it
+        renames to the staged name once whole and durable (so a staged file is always
+        complete). Staging stores nothing: load() and a restart do not see it, and
+        recovery removes the file if no save() published it before a crash. Raises
+        StorageError like save()."""
+        self._check_usable()
+        name = _snapshot_name(snapshot)
+        partial = self.directory / f"{name}.{next(_STAGE_IDS)}.partial{_TEMP_SUFFIX}"
+        try:
+            _write_snapshot_file(partial, snapshot, sync=self._sync)
+        except BaseException:
+            with suppress(OSError):
+                os.remove(partial)
+            raise
+        with _doing("rename", partial):
+            os.replace(partial, self.directory / (name + _STAGED_SUFFIX))
+
     def close(self) -> None:
         try:
             self._close_tail()
@@ -231,9 +263,15 @@ class FileStorage:
         # that does not (installed from a leader) replaces the log entirely.
         matches = self._term_at(snapshot.index) == snapshot.term
         old = self._snapshot
-        self._write_atomically(
-            self.directory / _snapshot_name(snapshot), _frame(_pack_snapshot(snapshot))
-        )
+        path = self.directory / _snapshot_name(snapshot)
+        staged = path.with_name(path.name + _STAGED_SUFFIX)
+        if not staged.exists():
+            staged = path.with_name(path.name + _TEMP_SUFFIX)
+            _write_snapshot_file(staged, snapshot, sync=self._sync)
+        with _doing("rename", path):
+            os.replace(staged, path)
+        self._fsync_dir()
+        self._remove_overtaken_staged(snapshot.index)
         if matches:
             keep_from = snapshot.index - self.trailing_logs + 1
             covered = max(0, keep_from - self._entries[0].index)
@@ -362,6 +400,17 @@ class FileStorage:
         self._hard_state = hard_state
         self._hard_state_exists = True
 
+    def _remove_overtaken_staged(self, index: int) -> None:
+        """Staged snapshots older than the one just stored can never be saved (a save
+        refuses a snapshot moving backwards): a compaction overtaken by an installed
+        snapshot, or a write a crashed server started."""
+        with _doing("list", self.directory):
+            names = [path.name for path in self.directory.iterdir()]
+        for name in names:
+            match = _STAGED_NAME.fullmatch(name)
+            if match is not None and int(match.group(1)) < index:
+                _remove(self.directory / name)
+
     def _fsync_dir(self, directory: Path | None = None) -> None:
         """Make creations, renames and removals of directory entries durable."""
         if self._sync:
@@ -380,9 +429,10 @@ class FileStorage:
         with _doing("list", self.directory):
             names = sorted(path.name for path in self.directory.iterdir())
         for name in names:
-            stem = name.removesuffix(_TEMP_SUFFIX)
-            if stem != name and (stem == _HARD_STATE or _SNAPSHOT_NAME.fullmatch(stem)):
-                _remove(self.directory / name)  # an atomic write a crash interrupted
+            if name.endswith(_TEMP_SUFFIX) and name.startswith((_HARD_STATE, "snapshot-")):
+                # an atomic write a crash interrupted, or a staged snapshot no save()
+                # published: neither was ever part of the stored state
+                _remove(self.directory / name)
         snapshots = sorted(
             (int(m.group(1)), int(m.group(2)), self.directory / name)
             for name in names
@@ -665,10 +715,42 @@ def _snapshot_name(snapshot: Snapshot) -> str:
     return f"snapshot-{snapshot.index}-{snapshot.term}.bin"
 
 
-def _pack_snapshot(snapshot: Snapshot) -> bytes:
-    return msgpack.packb(
-        [snapshot.index, snapshot.term, snapshot.configuration, snapshot.data]
-    )
+def _write_snapshot_file(path: Path, snapshot: Snapshot, *, sync: bool) -> None:
+    """Create ``path`` holding the snapshot as one record (``[index, term, configuration,
+    data]``, exactly what ``msgpack.packb`` makes of that list) and fsync it if ``sync``.
+
+    The data is written as it is, without building the record in memory: packing or
+    framing a 200 MiB snapshot is a copy that holds the GIL, while ``zlib.crc32``,
+    ``os.write`` and ``os.fsync`` release it, so a worker thread writing a snapshot
+    leaves the event loop free."""
+    data = snapshot.data
+    packer = msgpack.Packer(use_bin_type=True)  # one per call: threads write snapshots
+    prefix = b"".join([packer.pack_array_header(4), packer.pack(snapshot.index),
+                       packer.pack(snapshot.term), packer.pack(snapshot.configuration),
+                       _bin_header(len(data))])
+    header = _HEADER.pack(len(prefix) + len(data), zlib.crc32(data, zlib.crc32(prefix)))
+    with _doing("open", path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with _doing("write", path):
+            _write_all(fd, header + prefix)
+            _write_all(fd, data)
+        if sync:
+            with _doing("fsync", path):
+                os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _bin_header(length: int) -> bytes:
+    """The msgpack bin header for ``length`` bytes (the smallest, as packb chooses)."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    if length < 1 << 32:
+        return b"\xc6" + length.to_bytes(4, "big")
+    raise ValueError(f"a snapshot of {length} bytes is over msgpack's 4 GiB bin limit")
 
 
 def _read_snapshot(index: int, term: int, path: Path) -> Snapshot:
@@ -740,7 +822,7 @@ def _remove(path: Path) -> None:
         os.remove(path)
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)

@@ -46,6 +46,9 @@ class MemoryStorage:
         if hard_state is not None:
             self._hard_state = hard_state
 
+    def stage_snapshot(self, snapshot: Snapshot) -> None:
+        """Nothing to write ahead: save() keeps the snapshot in memory at once."""
+
     def close(self) -> None:
         pass
 

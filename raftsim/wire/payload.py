@@ -46,7 +46,7 @@ def _uint(value: object) -> bool:
     return type(value) is int and 0 <= value <= MAX_UINT
 
 
-def _unpack(data: bytes) -> tuple[Any, str | None]:
+def _unpack(data: bytes | bytearray) -> tuple[Any, str | None]:
     """The one msgpack value ``data`` is (strs UTF-8, map keys str or bytes), or why not.
     msgpack bounds every length by ``len(data)`` and nesting by 1024."""
     try:
@@ -177,7 +177,7 @@ def command_problem(data: bytes, *, batch: bool = True) -> str | None:
 # ---------------------------------------------------------------- snapshot payloads
 
 
-def snapshot_data_problem(data: bytes) -> str | None:
+def snapshot_data_problem(data: bytes | bytearray) -> str | None:
     """What is wrong with ``data`` as a snapshot of the key-value store, or None."""
     snapshot, problem = _unpack(data)
     if problem is not None:
