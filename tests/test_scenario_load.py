@@ -22,7 +22,8 @@ from raftsim.scenario.model import Condition, Cut, Expect, Partition, Request, S
 
 ACTIONS = ", ".join(ACTION_KEYS)
 CONDITIONS = ", ".join(CONDITION_KEYS)
-SELECTOR_HINT = '"leader", "follower" or a $name bound by an earlier step\'s \'as\''
+SELECTOR_HINT = ('"leader", "follower", a set such as "voters except $old" (from voters, '
+                 'followers, servers) or a $name bound by an earlier step\'s \'as\'')
 
 # (id, file text, the error after "<path>: ")
 INVALID = [

@@ -340,7 +340,7 @@ def test_narration_tells_the_story(tmp_path: Path) -> None:
                      "--  expectation held: s1 leads; term is 2 on every running server",
                      "Raft keeps several servers in agreement"):
         assert sentence in text
-    assert lines[-2].startswith("PASS first-election: 5 expectations held over ")
+    assert lines[-2].startswith("PASS first-election: 7 checks held (5 expect, ")
     assert lines[-1] == "1 scenario: 1 passed"
     assert "AppendEntries" not in text  # message traffic is for the diagram, not the story
 
