@@ -305,8 +305,8 @@ def test_figure_8_fails_with_the_commit_rule_switched_off() -> None:
     scenario = load_scenario(SCENARIOS / "figure-8.toml")
     result = run_scenario(scenario, bugs=("commit-prior-term",))
     assert result.failure is not None
-    # the invariant checker (if any) notices during step 15's wait, else step 16 does
-    assert result.failure.step in (15, 16)
+    # the invariant checker (if any) notices during step 19's wait, else step 20 does
+    assert result.failure.step in (19, 20)
     assert ("commit_below: expected < 3 on s1, s2, s3, actual s1=3" in result.failure.message
             or "safety invariant" in result.failure.message)
 
@@ -336,11 +336,11 @@ def test_narration_tells_the_story(tmp_path: Path) -> None:
                      "s3  voted for s1 in term 2",
                      "s1  became LEADER of term 2",
                      "s1  committed everything up to index 2",
-                     "s4  API GET /v1/status/leader -> 200",
-                     "--  expectation held: s1 leads; term is 2 on every running server",
+                     "s2  API GET /v1/status/leader -> 200",
+                     "--  expectation held: s1 leads; role is leader on s1",
                      "Raft keeps several servers in agreement"):
         assert sentence in text
-    assert lines[-2].startswith("PASS first-election: 7 checks held (5 expect, ")
+    assert lines[-2].startswith("PASS first-election: 8 checks held (5 expect, ")
     assert lines[-1] == "1 scenario: 1 passed"
     assert "AppendEntries" not in text  # message traffic is for the diagram, not the story
 

@@ -385,7 +385,7 @@ class _StepParser:
             for name, ref in raw["as"].items():
                 self._name(f"as.{name}", name)
                 bind_servers.append((name, self.server(f"as.{name}", ref)))
-            self.bound.extend(name for name, _ in bind_servers)
+                self.bound.append(name)  # a later name of the table may use it
         elif "as" in raw:
             bind = check.string("as", raw["as"])
             self._name("as", bind)
