@@ -131,7 +131,13 @@ INVALID = [
     ("a reserved server id",
      'title = "t"\n[cluster]\nservers = ["leader", "b"]\n[[step]]\nsay = "hi"\n',
      "key 'cluster.servers[0]': 'leader' cannot be a server id: leader, follower, any, "
-     "none and names starting with $ mean something else in steps"),
+     "none, voters, followers, servers and names starting with $ mean something else in "
+     "steps"),
+    ("a set word as a server id",
+     'title = "t"\n[cluster]\nservers = ["voters", "b"]\n[[step]]\nsay = "hi"\n',
+     "key 'cluster.servers[0]': 'voters' cannot be a server id: leader, follower, any, "
+     "none, voters, followers, servers and names starting with $ mean something else in "
+     "steps"),
     ("missing title",
      '[[step]]\nsay = "hi"\n',
      "key 'title': is missing; every scenario needs a title"),

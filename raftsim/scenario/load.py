@@ -81,7 +81,7 @@ REQUEST_KEYS: dict[str, tuple[str, ...]] = {
 #: the longest time any key may name: a run is meant to take seconds, not hours
 MAX_SECONDS = 3600.0
 #: words a server id may not be, because they mean something else in a step
-RESERVED_IDS = (*ROLE_WORDS, "any", "none")
+RESERVED_IDS = (*ROLE_WORDS, "any", "none", *SET_BASES)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _REFERENCE = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_-]*)")

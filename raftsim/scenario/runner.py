@@ -56,7 +56,8 @@ BACKGROUND_GRACE = 30.0
 #: how long a step waits for the answer to a request it does not send in the background
 #: (a paused server answers nothing until it resumes)
 CLIENT_TIMEOUT = 30.0
-#: how much of an answer's body the narration repeats
+#: how much of an answer's body a failure message repeats (the trace's client record has
+#: the whole body)
 ANSWER_EXCERPT = 160
 
 _REFERENCE = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_-]*)")
