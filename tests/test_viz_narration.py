@@ -43,19 +43,22 @@ def test_index_1_is_explained_the_first_time() -> None:
 
 
 def test_index_2_the_no_op_is_explained_the_first_time() -> None:
+    # as the simulator records it: a new leader appends its no-op, then says it leads
     records = [*_starts(),
+               _rec(0.19, "s1", "role", 2, role="candidate", leader=None),
                _rec(0.2, "s1", "append", 2, **{"from": 2, "to": 2, "terms": [2]}),
                _rec(0.2, "s1", "role", 2, role="leader", leader="s1"),
                _rec(0.3, "s1", "append", 2, **{"from": 3, "to": 3, "terms": [2]})]
     texts = _texts(records)
-    assert texts[5] == ("s1: appended index 2 (term 2) to its log. Index 2 is the new "
+    assert texts[6] == ("s1: appended index 2 (term 2) to its log. Index 2 is the new "
                         "leader's no-op: an empty entry of its own term, which it commits "
                         "first, and with it everything before it")
-    assert texts[7] == "s1: appended index 3 (term 2) to its log"
+    assert texts[8] == "s1: appended index 3 (term 2) to its log"
 
 
 def test_followers_appends_appear() -> None:
     records = [*_starts(3),
+               _rec(0.19, "s1", "role", 2, role="candidate", leader=None),
                _rec(0.2, "s1", "append", 2, **{"from": 2, "to": 2, "terms": [2]}),
                _rec(0.2, "s1", "role", 2, role="leader", leader="s1"),
                _rec(0.21, "s2", "append", 2, **{"from": 2, "to": 2, "terms": [2]}),
@@ -103,6 +106,13 @@ def test_a_pre_vote_without_every_answer_is_summarised_at_the_next_timeout() -> 
     assert texts[-1] == ("s3: 2 of 5 would vote for s3 (3 needed): s3 stays a follower of "
                          "term 2, and nobody is disturbed. It heard from no leader for an "
                          "election timeout and starts an election")
+
+
+def test_a_pre_vote_ended_by_a_newer_term_says_so() -> None:
+    records = [*_starts(), *_pre_vote_round([("s1", True)]),
+               _rec(0.6, "s3", "role", 3, role="follower", leader=None)]
+    assert _texts(records)[-1] == ("s3: 2 of 5 would vote for it (3 needed); now it is a "
+                                   "follower in term 3, with no leader known")
 
 
 def test_a_won_pre_vote_is_summarised_on_the_candidacy() -> None:

@@ -188,6 +188,7 @@ class Narrator:
     def __init__(self) -> None:
         self.leaders: dict[str, bool] = {}
         self.following: dict[str, str] = {}
+        self.roles: dict[str, str] = {}
         self.started: set[str] = set()
         self.voters: set[str] = set()
         self._configured = False
@@ -203,8 +204,11 @@ class Narrator:
         server = str(rec.get("server"))
         if kind == "role":
             self.leaders[server] = rec.get("role") == "leader"
+            self.roles[server] = str(rec.get("role"))
             if rec.get("leader"):
                 self.following[server] = str(rec.get("leader"))
+            else:
+                self.following.pop(server, None)
         elif kind == "crash":
             self.leaders[server] = False
             self.following.pop(server, None)
@@ -235,6 +239,10 @@ class Narrator:
                 return (f"{len(pending.granted) + 1} of {self._voter_count()} would vote "
                         f"for {server}: {text}")
             summary = self._failed(server, pending)
+            if kind == "role" and text:
+                count = self._voter_count()
+                return (f"{len(pending.granted) + 1} of {count} would vote for it "
+                        f"({count // 2 + 1} needed); now it {text}")
             if text:
                 return f"{summary}. It {text}"
             return summary
@@ -274,8 +282,8 @@ class Narrator:
         if not isinstance(first, int) or not isinstance(last, int) or last < first:
             return None
         terms = _terms(list(rec.get("terms") or [rec.get("term")]))
-        if self.leaders.get(server) or (first == last == 2 and server not in self.following
-                                        and 2 not in self._explained):
+        # a new leader appends its no-op just before its role record says it leads
+        if self.leaders.get(server) or self.roles.get(server) == "candidate":
             text = f"appended {_span(first, last)} ({terms}) to its log"
         elif server in self.following:
             text = f"stored {_span(first, last)} ({terms}) from {self.following[server]}"
