@@ -22,7 +22,8 @@ from raftsim.scenario.model import Condition, Cut, Expect, Partition, Request, S
 
 ACTIONS = ", ".join(ACTION_KEYS)
 CONDITIONS = ", ".join(CONDITION_KEYS)
-SELECTOR_HINT = '"leader", "follower" or a $name bound by an earlier step\'s \'as\''
+SELECTOR_HINT = ('"leader", "follower", a set such as "voters except $old" (from voters, '
+                 'followers, servers) or a $name bound by an earlier step\'s \'as\'')
 
 # (id, file text, the error after "<path>: ")
 INVALID = [
@@ -130,7 +131,13 @@ INVALID = [
     ("a reserved server id",
      'title = "t"\n[cluster]\nservers = ["leader", "b"]\n[[step]]\nsay = "hi"\n',
      "key 'cluster.servers[0]': 'leader' cannot be a server id: leader, follower, any, "
-     "none and names starting with $ mean something else in steps"),
+     "none, voters, followers, servers and names starting with $ mean something else in "
+     "steps"),
+    ("a set word as a server id",
+     'title = "t"\n[cluster]\nservers = ["voters", "b"]\n[[step]]\nsay = "hi"\n',
+     "key 'cluster.servers[0]': 'voters' cannot be a server id: leader, follower, any, "
+     "none, voters, followers, servers and names starting with $ mean something else in "
+     "steps"),
     ("missing title",
      '[[step]]\nsay = "hi"\n',
      "key 'title': is missing; every scenario needs a title"),
@@ -190,6 +197,70 @@ INVALID = [
     ("a negative seed",
      'title = "t"\nseed = -1\n[[step]]\nsay = "hi"\n',
      "key 'seed': must be at least 0, got -1"),
+    # the language of issue 14: sets, as tables, kept values, status sets, entry checks
+    ('an empty as table',
+     'title = "t"\n[[step]]\nsay = "hi"\nas = {}\n',
+     ("step 1: key 'as': is an empty table; bind at least one name, e.g. as ="
+      ' {old = "leader", buddy = "follower"}')),
+    ('a bad name in an as table',
+     'title = "t"\n[[step]]\nsay = "hi"\nas = {"1x" = "leader"}\n',
+     ("step 1: key 'as.1x': '1x' is not a name: use letters, digits, _ and -,"
+      ' starting with a letter or _ (then refer to it as "$1x")')),
+    ('an unknown server in a set',
+     'title = "t"\n[[step]]\ncrash = "voters except s9"\n',
+     ("step 1: key 'crash': unknown server 's9'; use one of s1, s2, s3, s4, s"
+      '5, '
+      f"{SELECTOR_HINT}")),
+    ('an empty status list',
+     'title = "t"\n[[step]]\nwrite = {key = "x", value = "1", status = []}\n',
+     ("step 1: key 'write.status': is an empty list; give the statuses accept"
+      'ed, e.g. status = [200, 500]')),
+    ('a bad status in a list',
+     'title = "t"\n[[step]]\nwrite = {key = "x", value = "1", status = [200, 999]}\n',
+     ("step 1: key 'write.status[1]': must be an HTTP status (100-599), or 0 "
+      'for a refused connection; got 999')),
+    ('not a comparison',
+     'title = "t"\n[[step]]\napi = {path = "/v1/agent/self", compare = {Index = "bigger"}}\n',
+     ("step 1: key 'api.compare.Index': 'bigger' is not a comparison; write a"
+      'n operator (>=, <=, !=, ==, >, <) and a number or a kept $name, e.g. "'
+      '> $before"')),
+    ('a comparison with a server',
+     ('title = "t"\n[[step]]\nsay = "hi"\nas = "old"\n[[step]]\napi = {path = "/v1'
+      '/agent/self", compare = {Index = "> $old"}}\n'),
+     ("step 2: key 'api.compare.Index': $old names a server, not a value kept"
+      ' from an answer (bind one with keep)')),
+    ('a comparison with an unbound name',
+     'title = "t"\n[[step]]\napi = {path = "/v1/agent/self", compare = {Index = "> $before"}}\n',
+     ("step 1: key 'api.compare.Index': $before is not bound by an earlier st"
+      'ep; no name is bound yet (bind one with as = "name" on an earlier step'
+      ')')),
+    ('a bad JSON path to keep',
+     'title = "t"\n[[step]]\napi = {path = "/v1/agent/self", keep = {before = "stats..raft"}}\n',
+     ("step 1: key 'api.keep.before': 'stats..raft' is not a JSON path; write"
+      ' field names joined by dots, with [n] for a list element, e.g. "Index"'
+      ' or "Servers[0].ID" ("." is the whole answer)')),
+    ('a kept value used as a server',
+     ('title = "t"\n[[step]]\napi = {path = "/v1/agent/self", keep = {t = "stat'
+      's.raft.term"}}\n[[step]]\ncrash = "$t"\n'),
+     ("step 2: key 'crash': $t is a value kept from an answer, not a server; "
+      "bind servers with 'as'")),
+    ('a server used as a number',
+     'title = "t"\n[[step]]\nsay = "hi"\nas = "old"\n[[step]]\nexpect = {term = "$old"}\n',
+     ("step 2: key 'expect.term': $old names a server; a number here may only"
+      ' be a value kept from an answer (keep = {name = "Index"})')),
+    ('an entry check that says nothing',
+     'title = "t"\n[[step]]\nexpect = {entry = {index = 3}}\n',
+     ("step 1: key 'expect.entry': says nothing about the entry; give its ter"
+      'm, kind or key (and value)')),
+    ('an unknown entry kind',
+     'title = "t"\n[[step]]\nexpect = {entry = {index = 3, kind = "write"}}\n',
+     "step 1: key 'expect.entry.kind': must be one of command, noop, configuration, got 'write'"),
+    ('a key on a noop entry',
+     'title = "t"\n[[step]]\nexpect = {entry = {index = 3, kind = "noop", key = "x"}}\n',
+     "step 1: key 'expect.entry': key and value describe a KV command; a noop entry has neither"),
+    ('an entry value without a key',
+     'title = "t"\n[[step]]\nexpect = {entry = {index = 3, term = 2, value = "1"}}\n',
+     "step 1: key 'expect.entry.value': goes with 'key' (the KV command's key)"),
 ]
 
 

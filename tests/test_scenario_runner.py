@@ -305,8 +305,8 @@ def test_figure_8_fails_with_the_commit_rule_switched_off() -> None:
     scenario = load_scenario(SCENARIOS / "figure-8.toml")
     result = run_scenario(scenario, bugs=("commit-prior-term",))
     assert result.failure is not None
-    # the invariant checker (if any) notices during step 15's wait, else step 16 does
-    assert result.failure.step in (15, 16)
+    # the invariant checker (if any) notices during step 19's wait, else step 20 does
+    assert result.failure.step in (19, 20)
     assert ("commit_below: expected < 3 on s1, s2, s3, actual s1=3" in result.failure.message
             or "safety invariant" in result.failure.message)
 
@@ -336,11 +336,11 @@ def test_narration_tells_the_story(tmp_path: Path) -> None:
                      "s3  voted for s1 in term 2",
                      "s1  became LEADER of term 2",
                      "s1  committed everything up to index 2",
-                     "s4  API GET /v1/status/leader -> 200",
-                     "--  expectation held: s1 leads; term is 2 on every running server",
+                     "s2  API GET /v1/status/leader -> 200",
+                     "--  expectation held: s1 leads; role is leader on s1",
                      "Raft keeps several servers in agreement"):
         assert sentence in text
-    assert lines[-2].startswith("PASS first-election: 5 expectations held over ")
+    assert lines[-2].startswith("PASS first-election: 8 checks held (5 expect, ")
     assert lines[-1] == "1 scenario: 1 passed"
     assert "AppendEntries" not in text  # message traffic is for the diagram, not the story
 
@@ -410,3 +410,110 @@ def test_golden_check_and_rewrite(tmp_path: Path) -> None:
     assert f"golden not rewritten: a failing run is no reference ({golden_path(path)} is " \
            "unchanged)" in out
     assert read_golden(golden_path(path)) == golden
+
+
+# ---------------------------------------------------------------------- issue 14's language
+
+def _result(tmp_path: Path, steps: str, name: str = "lang") -> Any:
+    return run_scenario(load_scenario(_write(tmp_path, FIRST_LEADER + steps, name)))
+
+
+def test_sets_and_as_tables_name_servers_by_role(tmp_path: Path) -> None:
+    # s1 leads with seed 1: "followers" is s2, the next follower after it s3
+    result = _result(tmp_path, """
+[[step]]
+as = {old = "leader", buddy = "followers", other = "followers except $buddy"}
+say = "$old $buddy $other"
+[[step]]
+partition = [["$old", "$buddy"], ["servers except $old, $buddy"]]
+[[step]]
+expect = {on = ["voters except $old, $buddy"], role = "follower"}
+""")
+    assert result.passed, str(result.failure)
+    assert [r["text"] for r in result.records if r["kind"] == "say"] == ["s1 s2 s3"]
+    partition = [r for r in result.records if r.get("fault") == "partition"]
+    assert partition[0]["groups"] == [["s1", "s2"], ["s3", "s4", "s5"]]
+    expects = [r["text"] for r in result.records if r["kind"] == "expect"]
+    assert expects == ["role is follower on s3, s4, s5"]
+
+
+def test_a_kept_value_is_compared_later(tmp_path: Path) -> None:
+    steps = """
+[[step]]
+expect = {on = ["s1"], commit_at_least = 2, eventually = 0.5}
+[[step]]
+api = {server = "s1", path = "/v1/agent/self", keep = {before = "stats.raft.commit_index"}}
+[[step]]
+write = {key = "x", value = "1"}
+[[step]]
+say = "commit index was $before"
+[[step]]
+api = {server = "s1", path = "/v1/agent/self", compare = {"stats.raft.commit_index" = "%s"}}
+[[step]]
+expect = {on = ["s1"], commit_at_least = "$before"}
+"""
+    grew = _result(tmp_path, steps % "> $before", "grew")
+    assert grew.passed, str(grew.failure)
+    assert "commit index was 2" in [r["text"] for r in grew.records if r["kind"] == "say"]
+    same = _result(tmp_path, steps % "== $before", "same")
+    assert same.failure is not None
+    assert same.failure.step == 6
+    assert same.failure.message == ('compare.stats.raft.commit_index: expected == $before '
+                                    '("2"), actual "3"')
+
+
+def test_a_status_set_accepts_any_of_its_statuses(tmp_path: Path) -> None:
+    ok = _result(tmp_path, '[[step]]\nwrite = {key = "x", value = "1", status = [500, 200]}\n',
+                 "either")
+    assert ok.passed, str(ok.failure)
+    bad = _result(tmp_path, '[[step]]\nwrite = {key = "x", value = "1", status = [500, 404]}\n',
+                  "neither")
+    assert bad.failure is not None
+    assert bad.failure.message == "status: expected one of 500, 404, actual 200 (true)"
+
+
+def test_entry_checks_the_content(tmp_path: Path) -> None:
+    steps = """
+[[step]]
+write = {key = "x", value = "1"}
+[[step]]
+expect = {entry = {index = 2, kind = "noop"}, eventually = 0.5}
+[[step]]
+expect = {entry = {index = 3, term = 2, key = "x", value = "%s"}, eventually = 0.5}
+"""
+    right = _result(tmp_path, steps % "1", "right")
+    assert right.passed, str(right.failure)
+    wrong = _result(tmp_path, steps % "2", "wrong")
+    assert wrong.failure is not None
+    assert wrong.failure.message.startswith(
+        "entry: expected an entry (term 2 command 'x' = '2') at index 3 on s1, s2, s3, s4, "
+        "s5, actual at index 3: s1=term 2 command 'x' = '1', ")
+
+
+def test_the_trace_has_whole_answer_bodies(tmp_path: Path) -> None:
+    result = _result(tmp_path, '[[step]]\napi = {server = "s2", path = "/v1/agent/self"}\n')
+    assert result.passed, str(result.failure)
+    answers = [r["text"] for r in result.records if r["kind"] == "client"]
+    assert len(answers) == 1 and len(answers[0]) > 600  # not cut at 160 characters
+    body = json.loads(answers[0].removeprefix("answered 200: "))
+    assert body["stats"]["raft"]["state"] == "Follower"
+
+
+def test_the_verdict_counts_every_check(tmp_path: Path) -> None:
+    path = _write(tmp_path, FIRST_LEADER + """
+[[step]]
+write = {key = "x", value = "1"}
+[[step]]
+when = {kv = {x = "1"}}
+[[step]]
+read = {key = "x", value = "1"}
+[[step]]
+expect = {leader = "s1"}
+""", "counted")
+    result = run_scenario(load_scenario(path))
+    # the first 'when', the second, two answers, one expect
+    assert (result.checks, result.expectations) == (5, 1)
+    code, out, _ = _run(path, quiet=True)
+    assert code == 0
+    assert out.splitlines()[0].startswith(
+        "PASS counted: 5 checks held (1 expect, the rest 'when' conditions and answers)")

@@ -208,9 +208,10 @@ def _run_one(scenario: Scenario, options: RunOptions, several: bool,
 def verdict_text(result: RunResult) -> str:
     if result.failure is not None:
         return f"FAIL {result.scenario.name}: {result.failure}"
-    count = result.expectations
-    return (f"PASS {result.scenario.name}: {count} expectation{'s' if count != 1 else ''} "
-            f"held over {result.end_time:.3f} virtual seconds; safety invariants held")
+    count = result.checks
+    return (f"PASS {result.scenario.name}: {count} check{'s' if count != 1 else ''} "
+            f"held ({result.expectations} expect, the rest 'when' conditions and answers) "
+            f"over {result.end_time:.3f} virtual seconds; safety invariants held")
 
 
 def _print_verdict(result: RunResult, ok: bool, notes: list[str],

@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raftsim.scenario.model import Condition
+import msgpack
+
+from raftsim.core.messages import Entry, EntryKind
+from raftsim.scenario.model import Condition, EntryCheck
 from raftsim.sim.cluster import Cluster
 
 #: a server's configuration as the API served it: (voters, nonvoters), or why not
@@ -126,10 +129,12 @@ class ConditionCheck:
         servers = self.cluster.servers
         nodes = {sid: servers[sid].node for sid in ids}
 
-        def numeric(key: str, want: int | None, read: Callable[[str], int],
+        def numeric(key: str, wanted: int | str | None, read: Callable[[str], int],
                     test: Callable[[int, int], bool], shown: str) -> None:
-            if want is None:
+            if wanted is None:
                 return
+            # the runner replaced a kept $name by its number before the check
+            want = int(wanted)
             values = {sid: (read(sid) if nodes[sid] is not None else None) for sid in ids}
             if not all(v is not None and test(v, want) for v in values.values()):
                 actual = ", ".join(f"{sid}={'not running' if v is None else v}"
@@ -189,16 +194,31 @@ class ConditionCheck:
                 out.append(Mismatch("logs_match", "the committed entries of "
                                     f"{_names(ids)} to differ", "they agree"))
         if c.entry is not None:
-            index, want = c.entry
-            terms = {}
-            for sid in ids:
-                node = nodes[sid]
-                terms[sid] = "not running" if node is None else node.log.term_at(index)
-            if any(t != want for t in terms.values()):
-                shown = ", ".join(f"{sid}={'no entry' if t is None else t}"
-                                  for sid, t in terms.items())
-                out.append(Mismatch("entry", f"an entry of term {want} at index {index} "
-                                    f"on {_names(ids)}", f"terms at index {index}: {shown}"))
+            self._entry(c.entry, ids, out)
+
+    def _entry(self, want: EntryCheck, ids: list[str], out: list[Mismatch]) -> None:
+        found: dict[str, str] = {}
+        held: dict[str, bool] = {}
+        for sid in ids:
+            held[sid] = False
+            node = self.cluster.servers[sid].node
+            if node is None:
+                found[sid] = "not running"
+                continue
+            log = node.log
+            if not log.snapshot_index < want.index <= log.last_index:
+                term = log.term_at(want.index)
+                found[sid] = ("no entry" if term is None
+                              else f"term {term}, compacted into a snapshot")
+                continue
+            entry = log.entry(want.index)
+            found[sid] = entry_text(entry)
+            held[sid] = entry_matches(want, entry)
+        expected = describe_entry(want)
+        if not all(held.values()):
+            shown = ", ".join(f"{sid}={text}" for sid, text in found.items())
+            out.append(Mismatch("entry", f"an entry ({expected}) at index {want.index} on "
+                                f"{_names(ids)}", f"at index {want.index}: {shown}"))
 
     def _kv(self, sid: str, key: str) -> str | None:
         server = self.cluster.servers[sid]
@@ -289,8 +309,60 @@ class ConditionCheck:
         if c.logs_match is not None:
             parts.append(f"committed logs {'agree' if c.logs_match else 'differ'} on {on}")
         if c.entry is not None:
-            parts.append(f"index {c.entry[0]} holds an entry of term {c.entry[1]} on {on}")
+            parts.append(f"index {c.entry.index} holds an entry: {describe_entry(c.entry)}, "
+                         f"on {on}")
         return "; ".join(parts)
+
+
+def describe_entry(want: EntryCheck) -> str:
+    """An entry check in the words ``entry_text`` uses for an entry, so the two compare
+    (only the parts the check names)."""
+    words = [] if want.term is None else [f"term {want.term}"]
+    if want.kind is not None or want.key is not None:
+        words.append(want.kind or "command")
+    text = " ".join(words)
+    if want.key is not None:
+        text += f" {want.key!r}"
+        if want.value is not None:
+            text += f" = {want.value!r}"
+    return text
+
+
+def entry_matches(want: EntryCheck, entry: Entry) -> bool:
+    """Whether ``entry`` is what ``want`` says, in the parts it names."""
+    if want.term is not None and entry.term != want.term:
+        return False
+    kind = {EntryKind.NOOP: "noop", EntryKind.CONFIGURATION: "configuration"}.get(
+        entry.kind, "command")
+    if want.kind is not None and kind != want.kind:
+        return False
+    if want.key is None:
+        return True
+    text = entry_text(entry)
+    command = f"term {entry.term} command {want.key!r}"
+    if want.value is None:
+        return text.startswith(command + " ")
+    return text == f"{command} = {want.value!r}"
+
+
+def entry_text(entry: Entry) -> str:
+    """An entry in plain words: its term, kind and, for a KV put or delete, its key
+    and value (a batch of commands is named as such)."""
+    if entry.kind is EntryKind.NOOP:
+        return f"term {entry.term} noop"
+    if entry.kind is EntryKind.CONFIGURATION:
+        return f"term {entry.term} configuration"
+    try:
+        op = msgpack.unpackb(entry.data, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        op = None
+    if isinstance(op, list) and len(op) == 4 and op[0] == "put":
+        value = op[2].decode("utf-8", errors="replace") if isinstance(op[2], bytes) \
+            else str(op[2])
+        return f"term {entry.term} command {op[1]!r} = {value!r}"
+    if isinstance(op, list) and len(op) == 2 and op[0] == "delete":
+        return f"term {entry.term} command {op[1]!r} deleted"
+    return f"term {entry.term} command"
 
 
 def _kv_text(value: str | None) -> str:

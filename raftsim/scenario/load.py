@@ -19,11 +19,13 @@ from raftsim.core.bugs import BUGS
 from raftsim.scenario.errors import ScenarioError
 from raftsim.scenario.model import (
     ROLE_WORDS,
+    SET_BASES,
     Action,
     Answer,
     ClusterSpec,
     Condition,
     Cut,
+    EntryCheck,
     Expect,
     Heal,
     NetworkSetting,
@@ -58,7 +60,14 @@ CONDITION_KEYS = ("leader", "leader_not", "on", "role", "term", "term_at_least",
                   "logs_match", "entry")
 ROLES = ("leader", "follower", "candidate", "pre-candidate")
 #: keys every request table may have besides its own
-_ANSWER_KEYS = ("status", "json", "text", "background")
+_ANSWER_KEYS = ("status", "json", "text", "background", "compare", "keep")
+#: how ``compare`` may compare an answer's value with a number or a bound value
+COMPARE_OPERATORS = (">=", "<=", "!=", "==", ">", "<")
+#: what an ``entry`` check may say the entry is
+ENTRY_KINDS = ("command", "noop", "configuration")
+#: condition keys that take a whole number, or a $name a `keep` bound to one
+INTEGER_CONDITIONS = ("term", "term_at_least", "term_at_most", "commit_index",
+                      "commit_at_least", "commit_below", "applied", "applied_at_least")
 REQUEST_KEYS: dict[str, tuple[str, ...]] = {
     "write": ("key", "value", "via", *_ANSWER_KEYS),
     "read": ("key", "via", "stale", "value", *_ANSWER_KEYS),
@@ -72,10 +81,12 @@ REQUEST_KEYS: dict[str, tuple[str, ...]] = {
 #: the longest time any key may name: a run is meant to take seconds, not hours
 MAX_SECONDS = 3600.0
 #: words a server id may not be, because they mean something else in a step
-RESERVED_IDS = (*ROLE_WORDS, "any", "none")
+RESERVED_IDS = (*ROLE_WORDS, "any", "none", *SET_BASES)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _REFERENCE = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_-]*)")
+_SET = re.compile(r"^(\w+)(?:\s+except\s+(.+))?$")
+_JSON_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])*(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])*)*$")
 _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
@@ -339,6 +350,8 @@ class _StepParser:
         self.path = path
         self.known: list[str] = list(cluster.servers)
         self.bound: list[str] = []
+        #: names bound to values of answers (by `keep`), not to servers
+        self.values: list[str] = []
         self.earliest = 0.0
         self.check = _Checker(path)
 
@@ -364,12 +377,18 @@ class _StepParser:
         timing = self._timing(raw, number)
         kind = actions[0] if actions else "wait"
         bind = None
-        if "as" in raw:
+        bind_servers: list[tuple[str, str]] = []
+        if "as" in raw and isinstance(raw["as"], dict):
+            if not raw["as"]:
+                raise check.error("as", "is an empty table; bind at least one name, e.g. "
+                                        'as = {old = "leader", buddy = "follower"}')
+            for name, ref in raw["as"].items():
+                self._name(f"as.{name}", name)
+                bind_servers.append((name, self.server(f"as.{name}", ref)))
+                self.bound.append(name)  # a later name of the table may use it
+        elif "as" in raw:
             bind = check.string("as", raw["as"])
-            if not _NAME.fullmatch(bind):
-                raise check.error("as", f"{bind!r} is not a name: use letters, digits, _ "
-                                        "and -, starting with a letter or _ (then refer "
-                                        f"to it as \"${bind}\")")
+            self._name("as", bind)
         if bind is not None and kind != "expect":
             self.bound.append(bind)  # bound before the action runs: it may use the name
         action = self._action(kind, raw[kind]) if actions else Wait()
@@ -378,7 +397,18 @@ class _StepParser:
         if isinstance(action, Request) and action.kind == "add" and action.subject:
             if action.subject not in self.known:
                 self.known.append(action.subject)
-        return Step(number=number, kind=kind, action=action, timing=timing, bind=bind)
+        if isinstance(action, Request):
+            for name, _ in action.answer.keep:
+                self.bound.append(name)
+                self.values.append(name)
+        return Step(number=number, kind=kind, action=action, timing=timing, bind=bind,
+                    bind_servers=tuple(bind_servers))
+
+    def _name(self, key: str, name: str) -> None:
+        if not _NAME.fullmatch(name):
+            raise self.check.error(key, f"{name!r} is not a name: use letters, digits, _ "
+                                        "and -, starting with a letter or _ (then refer "
+                                        f"to it as \"${name}\")")
 
     # -------------------------------------------------------------- timing
 
@@ -418,13 +448,24 @@ class _StepParser:
         ref = check.string(key, value)
         if ref.startswith("$"):
             self.reference(key, ref[1:])
+            if ref[1:] in self.values:
+                raise check.error(key, f"{ref} is a value kept from an answer, not a "
+                                       "server; bind servers with 'as'")
             return ref
         if ref in words or ref in self.known:
             return ref
+        found = _SET.match(ref)
+        if words and found is not None and found.group(1) in SET_BASES:
+            if found.group(2) is not None:
+                for part in found.group(2).split(","):
+                    self.server(key, part.strip(), words=ROLE_WORDS)
+            return " ".join(ref.split())
         choices = ", ".join(f'"{w}"' for w in words)
         also = f", {choices}" if words else ""
+        sets = (', a set such as "voters except $old" (from '
+                f'{_allowed(SET_BASES)})' if words else "")
         raise check.error(key, f"unknown server {ref!r}; use one of {_allowed(self.known)}"
-                               f"{also} or a $name bound by an earlier step's 'as'")
+                               f"{also}{sets} or a $name bound by an earlier step's 'as'")
 
     def reference(self, key: str, name: str) -> None:
         if name in self.bound:
@@ -522,18 +563,26 @@ class _StepParser:
             raise check.error(kind, f"must be a table{form}, got {_describe(value)}")
         table: dict[str, Any] = value
         check.keys(kind, table, REQUEST_KEYS[kind])
-        status = check.integer(f"{kind}.status", table.get("status", 200))
-        if not (status == 0 or 100 <= status <= 599):
-            raise check.error(f"{kind}.status", "must be an HTTP status (100-599), or 0 for a "
-                                                f"refused connection; got {status}")
+        raw_status = table.get("status", 200)
+        if isinstance(raw_status, list):
+            if not raw_status:
+                raise check.error(f"{kind}.status", "is an empty list; give the statuses "
+                                                    "accepted, e.g. status = [200, 500]")
+            statuses = tuple(self._status(f"{kind}.status[{i}]", v)
+                             for i, v in enumerate(raw_status))
+        else:
+            statuses = (self._status(f"{kind}.status", raw_status),)
+        status = statuses[0]
         text = None
         if "text" in table:
             text = self.text(f"{kind}.text", table["text"], empty=True)
         expected_json = None
         if "json" in table:
             expected_json = self.json_value(f"{kind}.json", table["json"])
-        answer = Answer(status=status, json=expected_json, has_json="json" in table,
-                        text=text)
+        compare = self._compare(kind, table.get("compare"))
+        keep = self._keep(kind, table.get("keep"))
+        answer = Answer(status=status, statuses=statuses, json=expected_json,
+                        has_json="json" in table, text=text, compare=compare, keep=keep)
         background = check.boolean(f"{kind}.background", table.get("background", False))
         fields: dict[str, Any] = {"kind": kind, "answer": answer, "background": background}
         if kind != "api":
@@ -583,6 +632,65 @@ class _StepParser:
             fields["headers"] = tuple(pairs)
         return Request(**fields)
 
+    def _status(self, key: str, value: Any) -> int:
+        status = self.check.integer(key, value)
+        if not (status == 0 or 100 <= status <= 599):
+            raise self.check.error(key, "must be an HTTP status (100-599), or 0 for a "
+                                        f"refused connection; got {status}")
+        return status
+
+    def _json_path(self, key: str, value: Any) -> str:
+        path = self.check.string(key, value)
+        if path != "." and not _JSON_PATH.match(path):
+            raise self.check.error(key, f"{path!r} is not a JSON path; write field names "
+                                        "joined by dots, with [n] for a list element, "
+                                        'e.g. "Index" or "Servers[0].ID" ("." is the '
+                                        "whole answer)")
+        return path
+
+    def _compare(self, kind: str, value: Any) -> tuple[tuple[str, Any], ...]:
+        if value is None:
+            return ()
+        table = self.check.table(f"{kind}.compare", value)
+        out = []
+        for path, test in table.items():
+            key = f"{kind}.compare.{path}"
+            self._json_path(key, path)
+            text = self.check.string(key, test)
+            operator = next((op for op in COMPARE_OPERATORS if text.startswith(op)), None)
+            operand = text[len(operator):].strip() if operator else ""
+            number: Any = None
+            if operand.startswith("$"):
+                self.reference(key, operand[1:])
+                if operand[1:] not in self.values:
+                    raise self.check.error(key, f"{operand} names a server, not a value "
+                                                "kept from an answer (bind one with keep)")
+                number = operand
+            else:
+                try:
+                    number = int(operand)
+                except ValueError:
+                    try:
+                        number = float(operand)
+                    except ValueError:
+                        number = None
+            if operator is None or number is None:
+                raise self.check.error(key, f"{text!r} is not a comparison; write an "
+                                            f"operator ({_allowed(COMPARE_OPERATORS)}) and "
+                                            'a number or a kept $name, e.g. "> $before"')
+            out.append((path, (operator, number)))
+        return tuple(out)
+
+    def _keep(self, kind: str, value: Any) -> tuple[tuple[str, str], ...]:
+        if value is None:
+            return ()
+        table = self.check.table(f"{kind}.keep", value)
+        out = []
+        for name, path in table.items():
+            self._name(f"{kind}.keep.{name}", name)
+            out.append((name, self._json_path(f"{kind}.keep.{name}", path)))
+        return tuple(out)
+
     def _required(self, kind: str, table: dict[str, Any], key: str,
                   convert: Callable[[str, Any], str]) -> str:
         if key not in table:
@@ -616,9 +724,16 @@ class _StepParser:
                 if role not in ROLES:
                     raise check.error(name, f"must be one of {_allowed(ROLES)}, got {role!r}")
                 fields[key] = role
-            elif key in ("term", "term_at_least", "term_at_most", "commit_index",
-                         "commit_at_least", "commit_below", "applied", "applied_at_least"):
-                fields[key] = check.integer(name, value, minimum=0)
+            elif key in INTEGER_CONDITIONS:
+                if isinstance(value, str) and value.startswith("$"):
+                    self.reference(name, value[1:])
+                    if value[1:] not in self.values:
+                        raise check.error(name, f"{value} names a server; a number here "
+                                                "may only be a value kept from an answer "
+                                                "(keep = {name = \"Index\"})")
+                    fields[key] = value
+                else:
+                    fields[key] = check.integer(name, value, minimum=0)
             elif key in ("voters", "nonvoters"):
                 fields[key] = self.servers(name, value)
             elif key == "kv":
@@ -630,12 +745,34 @@ class _StepParser:
             elif key == "logs_match":
                 fields[key] = check.boolean(name, value)
             elif key == "entry":
-                entry = check.table(name, value)
-                check.keys(name, entry, ("index", "term"))
-                for needed in ("index", "term"):
-                    if needed not in entry:
-                        raise check.error(f"{name}.{needed}",
-                                          "is missing; an entry is {index = 3, term = 2}")
-                fields[key] = (check.integer(f"{name}.index", entry["index"], minimum=1),
-                               check.integer(f"{name}.term", entry["term"], minimum=0))
+                fields[key] = self._entry(name, check.table(name, value))
         return Condition(**fields)
+
+    def _entry(self, name: str, entry: dict[str, Any]) -> EntryCheck:
+        check = self.check
+        check.keys(name, entry, ("index", "term", "kind", "key", "value"))
+        if "index" not in entry:
+            raise check.error(f"{name}.index", "is missing; an entry is {index = 3, term = 2}"
+                                               ' or {index = 3, key = "x", value = "1"}')
+        if not any(k in entry for k in ("term", "kind", "key")):
+            raise check.error(name, "says nothing about the entry; give its term, kind or "
+                                    "key (and value)")
+        kind = None
+        if "kind" in entry:
+            kind = check.string(f"{name}.kind", entry["kind"])
+            if kind not in ENTRY_KINDS:
+                raise check.error(f"{name}.kind", f"must be one of {_allowed(ENTRY_KINDS)}, "
+                                                  f"got {kind!r}")
+        if kind not in (None, "command") and ("key" in entry or "value" in entry):
+            raise check.error(name, f"key and value describe a KV command; a {kind} entry "
+                                    "has neither")
+        if "value" in entry and "key" not in entry:
+            raise check.error(f"{name}.value", "goes with 'key' (the KV command's key)")
+        return EntryCheck(
+            index=check.integer(f"{name}.index", entry["index"], minimum=1),
+            term=(check.integer(f"{name}.term", entry["term"], minimum=0)
+                  if "term" in entry else None),
+            kind=kind,
+            key=self.text(f"{name}.key", entry["key"]) if "key" in entry else None,
+            value=(self.text(f"{name}.value", entry["value"], empty=True)
+                   if "value" in entry else None))

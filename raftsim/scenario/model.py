@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: a server reference: an id, "leader", "follower" or "$name" (bound by an earlier `as`)
+#: a server reference: an id, "leader", "follower" or "$name" (bound by an earlier `as`),
+#: or a set of servers "voters except $old, s2" (see SET_BASES)
 Selector = str
+
+#: what a set of servers starts from: a set reference is "<base>" or
+#: "<base> except <ref>, <ref>..."; where one server is wanted, it means the first member
+#: in id order
+SET_BASES = ("voters", "followers", "servers")
 
 #: words that refer to a server by its role, never ids
 ROLE_WORDS = ("leader", "follower")
@@ -41,6 +47,22 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryCheck:
+    """What the entry at ``index`` must be: its term and, optionally, its kind and the
+    key and value a KV command carries."""
+
+    index: int
+    term: int | None = None
+    kind: str | None = None
+    key: str | None = None
+    value: str | None = None
+
+
+#: a bound value compared with a number: (operator, number or "$name")
+Comparison = tuple[str, "int | float | str"]
+
+
+@dataclass(frozen=True, slots=True)
 class Condition:
     """What must be true of the cluster: the table of an ``expect`` or a ``when``.
 
@@ -52,20 +74,20 @@ class Condition:
     leader_not: Selector | None = None
     on: tuple[Selector, ...] | None = None
     role: str | None = None
-    term: int | None = None
-    term_at_least: int | None = None
-    term_at_most: int | None = None
-    commit_index: int | None = None
-    commit_at_least: int | None = None
-    commit_below: int | None = None
-    applied: int | None = None
-    applied_at_least: int | None = None
+    term: int | str | None = None
+    term_at_least: int | str | None = None
+    term_at_most: int | str | None = None
+    commit_index: int | str | None = None
+    commit_at_least: int | str | None = None
+    commit_below: int | str | None = None
+    applied: int | str | None = None
+    applied_at_least: int | str | None = None
     voters: tuple[Selector, ...] | None = None
     nonvoters: tuple[Selector, ...] | None = None
     kv: dict[str, str] | None = None
     kv_missing: tuple[str, ...] | None = None
     logs_match: bool | None = None
-    entry: tuple[int, int] | None = None
+    entry: EntryCheck | None = None
 
     @property
     def needs_api(self) -> bool:
@@ -140,9 +162,15 @@ class Answer:
     partial match) or its exact text."""
 
     status: int = 200
+    #: every status accepted (``status = [200, 500]``); ``status`` is the first
+    statuses: tuple[int, ...] = (200,)
     json: Any = None
     has_json: bool = False
     text: str | None = None
+    #: JSON path -> (operator, number or "$name"): ``compare = {Index = "> $before"}``
+    compare: tuple[tuple[str, Comparison], ...] = ()
+    #: name -> JSON path: ``keep = {before = "Index"}`` binds $before to the answer's value
+    keep: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +210,9 @@ class Step:
     action: Action
     timing: Timing = field(default_factory=Timing)
     bind: str | None = None
+    #: ``as = {old = "leader", buddy = "follower"}``: names bound to servers when the step
+    #: runs, before its action
+    bind_servers: tuple[tuple[str, Selector], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

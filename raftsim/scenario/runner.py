@@ -30,6 +30,7 @@ from raftsim.core.ready import Role
 from raftsim.scenario.build import build_cluster
 from raftsim.scenario.conditions import ConditionCheck, ServedConfiguration
 from raftsim.scenario.model import (
+    SET_BASES,
     Action,
     Condition,
     Cut,
@@ -55,7 +56,8 @@ BACKGROUND_GRACE = 30.0
 #: how long a step waits for the answer to a request it does not send in the background
 #: (a paused server answers nothing until it resumes)
 CLIENT_TIMEOUT = 30.0
-#: how much of an answer's body the narration repeats
+#: how much of an answer's body a failure message repeats (the trace's client record has
+#: the whole body)
 ANSWER_EXCERPT = 160
 
 _REFERENCE = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_-]*)")
@@ -89,6 +91,8 @@ class RunResult:
     expectations: int
     steps_run: int
     violations: list[Violation] = field(default_factory=list)
+    #: every check judged: expectations, 'when' conditions and answers
+    checks: int = 0
 
     @property
     def passed(self) -> bool:
@@ -197,7 +201,11 @@ class ScenarioRunner:
         self.trace_messages = trace_messages
         self.after_step = after_step
         self.bindings: dict[str, str] = {}
+        #: values kept from answers (``keep``), by name
+        self.values: dict[str, Any] = {}
         self.expectations = 0
+        #: every check judged: expectations, 'when' conditions, answers
+        self.checks = 0
         self._given_cluster = cluster
         self._background: list[asyncio.Task[str | None]] = []
         self._background_failure: Failure | None = None
@@ -266,7 +274,7 @@ class ScenarioRunner:
             self.close()
         return RunResult(self.scenario, self.seed, self.bugs, failure, records, digest,
                          end_time, self.expectations, steps_run,
-                         list(self.checker.violations))
+                         list(self.checker.violations), self.checks)
 
     def _check_invariants(self) -> None:
         violations = self.checker.violations
@@ -310,11 +318,60 @@ class ScenarioRunner:
         """The server a reference means now; None when there is none (no leader...)."""
         if ref.startswith("$"):
             return self.bindings.get(ref[1:])
+        if ref.split(" ", 1)[0] in SET_BASES:
+            members = self.resolve_set(ref)
+            return members[0] if members else None
         if ref == "leader":
             return self.cluster.leader()
         if ref == "follower":
             return self._follower()
         return ref
+
+    def resolve_set(self, ref: str) -> list[str]:
+        """The members, in id order, of a set reference ("voters except $old"): voters
+        are those of the newest configuration a running server holds; followers are the
+        running, unpaused voters that follow; servers are all of the cluster's."""
+        base, _, rest = ref.partition(" except ")
+        base = base.strip()
+        excluded = set()
+        for part in rest.split(",") if rest else []:
+            sid = self.resolve(part.strip())
+            if sid is not None:
+                excluded.add(sid)
+        if base == "servers":
+            members = list(self.cluster.ids)
+        else:
+            voters = self._newest_voters()
+            members = [sid for sid in self.cluster.ids if sid in voters]
+            if base == "followers":
+                members = [sid for sid in members if self._is_follower(sid)]
+        return [sid for sid in members if sid not in excluded]
+
+    def _newest_voters(self) -> set[str]:
+        newest: tuple[int, set[str]] = (-1, set())
+        for sid in self.cluster.ids:
+            node = self.cluster.servers[sid].node
+            if node is not None and node.configuration_index > newest[0]:
+                config = node.configuration
+                newest = (node.configuration_index,
+                          {s.id for s in config.servers if s.voter})
+        return newest[1]
+
+    def _is_follower(self, sid: str) -> bool:
+        server = self.cluster.servers[sid]
+        node = server.node
+        return (node is not None and not server.paused and node.role is Role.FOLLOWER
+                and node.configuration.is_voter(sid))
+
+    def _expand(self, refs: tuple[str, ...]) -> tuple[str, ...]:
+        """A list of references with each set replaced by its members."""
+        out: list[str] = []
+        for ref in refs:
+            if ref.split(" ", 1)[0] in SET_BASES:
+                out.extend(self.resolve_set(ref))
+            else:
+                out.append(ref)
+        return tuple(out)
 
     def _follower(self) -> str | None:
         """The first running, unpaused voter (in id order) that is a follower."""
@@ -335,6 +392,9 @@ class ScenarioRunner:
     def interpolate(self, text: str) -> str:
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
+            if name in self.values:
+                kept = self.values[name]
+                return kept if isinstance(kept, str) else json.dumps(kept)
             return "$" if name == "$" else self.bindings.get(name, match.group(0))
 
         return _REFERENCE.sub(replace, text)
@@ -387,6 +447,7 @@ class ScenarioRunner:
             cluster.run_for(timing.after)
         elif timing.when is not None:
             condition = timing.when
+            self.checks += 1
             if not self.wait_until(lambda: self._check(condition).holds(), timing.within):
                 check = self._check(condition)
                 problems = "; ".join(str(m) for m in check.mismatches())
@@ -400,13 +461,16 @@ class ScenarioRunner:
         scenario says)."""
         self.wait_for_time(step)
         action = step.action
+        for name, ref in step.bind_servers:
+            self.bindings[name] = self.require(ref)
         if step.bind is not None and not isinstance(action, Expect):
             # bound before acting, so the step's own text may mention it
             self.bindings[step.bind] = self._subject(action)
         if isinstance(action, ServerFault):
             self._fault(action.fault, self.require(action.target))
         elif isinstance(action, Partition):
-            groups = [[self.require(ref) for ref in group] for group in action.groups]
+            groups = [[self.require(ref) for ref in self._expand(group)]
+                      for group in action.groups]
             self._cluster_call(lambda: self.cluster.partition(groups))
         elif isinstance(action, Cut):
             source, target = self.require(action.source), self.require(action.target)
@@ -492,7 +556,30 @@ class ScenarioRunner:
         if condition.kv is not None:
             condition = dataclasses.replace(
                 condition, kv={k: self.interpolate(v) for k, v in condition.kv.items()})
+        if condition.entry is not None:
+            entry = condition.entry
+            condition = dataclasses.replace(condition, entry=dataclasses.replace(
+                entry, key=None if entry.key is None else self.interpolate(entry.key),
+                value=None if entry.value is None else self.interpolate(entry.value)))
+        changes: dict[str, Any] = {}
+        for key in ("on", "voters", "nonvoters"):
+            refs = getattr(condition, key)
+            if refs is not None:
+                changes[key] = self._expand(refs)
+        for f in dataclasses.fields(condition):
+            value = getattr(condition, f.name)
+            if isinstance(value, str) and value.startswith("$") and f.name not in (
+                    "leader", "leader_not"):
+                changes[f.name] = self._kept_number(value)
+        if changes:
+            condition = dataclasses.replace(condition, **changes)
         return ConditionCheck(condition, self.cluster, self.resolve, configs)
+
+    def _kept_number(self, ref: str) -> int:
+        kept = _number(self.values.get(ref[1:]))
+        if not isinstance(kept, int):
+            raise StepFailure(f"{ref} was kept as {json.dumps(kept)}, not a whole number")
+        return kept
 
     def _expect(self, action: Expect) -> None:
         condition = action.condition
@@ -508,6 +595,7 @@ class ScenarioRunner:
         if action.eventually is not None:
             text += f" (within {action.eventually:g}s)"
         self.expectations += 1
+        self.checks += 1
         if mismatches:
             problems = "; ".join(str(m) for m in mismatches)
             self._record(None, "expect", {"ok": False, "text": f"{text}: {problems}"})
@@ -624,17 +712,20 @@ class ScenarioRunner:
             self._record(via, "client", {"text": "refused the connection: it is not running"})
         elif response.status == 0:
             self._record(via, "client", {"text": f"gave no answer: {response.text}"})
-        elif _excerpt(response):
-            # the api record has the status; this tells what the body said
+        elif response.text.strip():
+            # the api record has the status; this tells what the body said, whole
             self._record(via, "client",
-                         {"text": f"answered {response.status}: {_excerpt(response)}"})
+                         {"text": f"answered {response.status}: {response.text.strip()}"})
         if (action.kind == "write" and response.status == 200 and response.text == "true"
                 and action.key is not None and action.value is not None):
             self.checker.write_acknowledged(self.interpolate(action.key),
                                             self.interpolate(action.value).encode())
         if not self.judge_answers:
             return None
+        self.checks += 1
         problem = self._judge(action, response)
+        if problem is None:
+            problem = self._keep(action, response)
         if problem is not None and action.background and self._background_failure is None:
             self._background_failure = Failure(step.number, step.kind, self.cluster.now,
                                                f"(in the background) {problem}")
@@ -642,9 +733,11 @@ class ScenarioRunner:
 
     def _judge(self, action: Request, response: ApiResponse) -> str | None:
         answer = action.answer
-        if response.status != answer.status:
+        if response.status not in answer.statuses:
             excerpt = _excerpt(response)
-            return (f"status: expected {answer.status}, actual {response.status}"
+            wanted = (str(answer.status) if len(answer.statuses) == 1
+                      else "one of " + ", ".join(map(str, answer.statuses)))
+            return (f"status: expected {wanted}, actual {response.status}"
                     + (f" ({excerpt})" if excerpt else ""))
         if answer.text is not None:
             want = self.interpolate(answer.text)
@@ -658,11 +751,91 @@ class ScenarioRunner:
             problem = json_mismatch(self._interpolate_json(answer.json), got)
             if problem is not None:
                 return problem
+        if answer.compare:
+            problem = self._compare(answer.compare, response)
+            if problem is not None:
+                return problem
         if action.kind == "read" and action.value is not None and response.status == 200:
             want = self.interpolate(action.value)
             if response.text != want:
                 return f"value: expected {want!r}, actual {response.text!r}"
         return None
+
+
+    def _compare(self, compare: tuple[tuple[str, Any], ...], response: ApiResponse
+                 ) -> str | None:
+        try:
+            got = response.json()
+        except ValueError:
+            return f"compare: expected JSON, actual {_excerpt(response)!r}"
+        for path, (operator, operand) in compare:
+            found, value = json_at(got, path)
+            if not found:
+                return f"compare.{path}: the answer has no {path}"
+            if isinstance(operand, str):
+                want = self.values.get(operand[1:])
+                shown = f"{operand} ({json.dumps(want)})"
+            else:
+                want, shown = operand, str(operand)
+            left, right = _number(value), _number(want)
+            if left is None or right is None or not _COMPARE[operator](left, right):
+                return (f"compare.{path}: expected {operator} {shown}, actual "
+                        f"{json.dumps(value)}")
+        return None
+
+    def _keep(self, action: Request, response: ApiResponse) -> str | None:
+        """Bind the values ``keep`` names; a problem if the answer lacks one."""
+        if not action.answer.keep:
+            return None
+        try:
+            got = response.json()
+        except ValueError:
+            return f"keep: expected JSON to keep values from, actual {_excerpt(response)!r}"
+        for name, path in action.answer.keep:
+            found, value = json_at(got, path)
+            if not found:
+                return f"keep.{name}: the answer has no {path}"
+            self.values[name] = value
+        return None
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _number(value: Any) -> int | float | None:
+    """A number, or one written as text (Nomad's raft stats are strings: "term": "2")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def json_at(value: Any, path: str) -> tuple[bool, Any]:
+    """The value at a JSON path such as ``Servers[0].ID``: (found, value)."""
+    for match in _PATH_PART.finditer(path):
+        name, index = match.group(1), match.group(2)
+        if name is not None:
+            if not isinstance(value, dict) or name not in value:
+                return False, None
+            value = value[name]
+        else:
+            position = int(index)
+            if not isinstance(value, list) or position >= len(value):
+                return False, None
+            value = value[position]
+    return True, value
 
 
 async def _settle(tasks: list[asyncio.Task[str | None]]) -> None:

@@ -9,7 +9,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from raftsim.viz.narration import Line, format_line
+from raftsim.viz.narration import Line, format_line, terminal_text
 
 _PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan",
             "bright_magenta", "bright_green"]
@@ -37,7 +37,7 @@ class NarrationPrinter:
         style = "bold" if line.kind in ("role", "fault", "say") else ""
         if line.kind == "expect":
             style = "green" if "held" in line.text else "bold red"
-        text.append(line.text, style=style)
+        text.append(terminal_text(line), style=style)
         self.console.print(text)
 
     def print_lines(self, lines: Iterable[Line]) -> None:

@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from raftsim.viz.markdown import plain_text, render_inline, render_markdown
-from raftsim.viz.narration import narrate_record
+from raftsim.viz.narration import Narrator, narrate_record
 
 Record = dict[str, Any]
 
@@ -69,22 +69,19 @@ def _notes(records: list[Record]) -> list[list[Any]]:
     text without the markup, for SVG labels) are only there for a scenario's ``say``.
 
     ``listed`` marks the sentences of the narration list, exactly those ``narrate()``
-    tells (a follower's commit is not, so the leader tracking below mirrors it); the
-    others are shown only on hover. A malformed hand-made record gets no sentence
-    rather than breaking the page.
+    tells (the same :class:`Narrator`: a follower's commit or a single pre-vote answer is
+    not listed); the others are shown only on hover. A malformed hand-made record gets no
+    sentence rather than breaking the page.
     """
     notes: list[list[Any]] = []
-    leaders: dict[str, bool] = {}
+    narrator = Narrator()
     for index, rec in enumerate(records):
         kind = rec.get("kind")
         if kind in _MESSAGE_KINDS:
             continue
-        if kind == "role":
-            leaders[str(rec.get("server"))] = rec.get("role") == "leader"
-        elif kind == "crash":
-            leaders[str(rec.get("server"))] = False
         try:
-            listed = narrate_record(rec, leaders)
+            line = narrator.line(rec)
+            listed = line.text if line is not None else None
             text = listed or narrate_record(rec)
         except (TypeError, ValueError, AttributeError):
             continue
