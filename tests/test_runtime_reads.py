@@ -10,12 +10,13 @@ from raftsim.api import SimApi
 from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
 
-#: entries and their size: enough committed bytes that applying them takes many
-#: event-loop turns (a group-commit flush applies about 64 KiB)
-BACKLOG_ENTRIES = 400
-VALUE = b"v" * 60_000
+#: small writes, so group commit packs thousands into each log entry (64 KiB): applying
+#: one such entry takes milliseconds, and a flush applies about one entry, so the whole
+#: backlog takes far longer to apply (about half a second here) than the read may wait,
+#: and far longer than the few loop turns the read's HTTP request takes to arrive
+WRITES = 500_000
 #: far shorter than applying the backlog takes, far longer than one loop turn
-READ_TIMEOUT = 0.02
+READ_TIMEOUT = 0.1
 
 
 def test_a_read_that_times_out_waiting_for_the_state_machine_is_500_timed_out() -> None:
@@ -35,14 +36,14 @@ def test_a_read_that_times_out_waiting_for_the_state_machine_is_500_timed_out() 
 
         def done(outcome: bool | Exception) -> None:
             outcomes.append(outcome)
-            if len(outcomes) == BACKLOG_ENTRIES:
+            if len(outcomes) == WRITES:
                 drained.set_result(None)
 
-        for n in range(BACKLOG_ENTRIES):
-            server.submit(encode_put(f"k{n}", VALUE), done)
-        response = await api.request("s1", "GET", f"/v1/kv/k{BACKLOG_ENTRIES - 1}")
+        for n in range(WRITES):
+            server.submit(encode_put(f"k{n % 1000}", b"v%d" % n), done)
+        response = await api.request("s1", "GET", f"/v1/kv/k{(WRITES - 1) % 1000}")
         await drained  # every write is applied before the cluster closes
-        assert outcomes == [True] * BACKLOG_ENTRIES
+        assert outcomes == [True] * WRITES
         return response.status, response.text
 
     try:
