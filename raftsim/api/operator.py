@@ -133,47 +133,39 @@ async def peer_other_method(request: web.Request) -> web.StreamResponse:
     return text_response(404, INVALID_METHOD)  # Nomad's answer
 
 
-@routes.post("/v1/operator/raft/promote")
-@routes.put("/v1/operator/raft/promote")
-async def promote(request: web.Request) -> web.StreamResponse:
-    """raftsim's own: make a non-voter a voter."""
-    state = request.app[STATE]
-    server_id = query_value(request, "id")
-    if not server_id:
-        raise ApiError(400, "Must specify ?id with the ID of the server to promote")
+def _voting_change(kind: ChangeKind, verb: str) -> Handler:
+    """A handler for raftsim's own promote/demote: ``?id`` names a member whose vote
+    the configuration change gives or takes."""
 
-    async def act() -> web.StreamResponse:
-        _require_member(state.node().configuration, server_id)
-        return await _change(state, ConfigChange(ChangeKind.PROMOTE, server_id))
+    async def handler(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        server_id = query_value(request, "id")
+        if not server_id:
+            raise ApiError(400, f"Must specify ?id with the ID of the server to {verb}")
 
-    return await answer_by_leader(request, act)
+        async def act() -> web.StreamResponse:
+            _require_member(state.node().configuration, server_id)
+            return await _change(state, ConfigChange(kind, server_id))
+
+        return await answer_by_leader(request, act)
+
+    return handler
 
 
-@routes.route("*", "/v1/operator/raft/promote")
-async def promote_other_method(request: web.Request) -> web.StreamResponse:
+async def _voting_change_other_method(request: web.Request) -> web.StreamResponse:
     return text_response(405, INVALID_METHOD)
 
 
-@routes.post("/v1/operator/raft/demote")
-@routes.put("/v1/operator/raft/demote")
-async def demote(request: web.Request) -> web.StreamResponse:
-    """raftsim's own: make a voter a non-voter (autopilot promotes it again once it has
-    been healthy for the stabilization time, as Nomad's autopilot would)."""
-    state = request.app[STATE]
-    server_id = query_value(request, "id")
-    if not server_id:
-        raise ApiError(400, "Must specify ?id with the ID of the server to demote")
-
-    async def act() -> web.StreamResponse:
-        _require_member(state.node().configuration, server_id)
-        return await _change(state, ConfigChange(ChangeKind.DEMOTE, server_id))
-
-    return await answer_by_leader(request, act)
-
-
-@routes.route("*", "/v1/operator/raft/demote")
-async def demote_other_method(request: web.Request) -> web.StreamResponse:
-    return text_response(405, INVALID_METHOD)
+#: raftsim's own: make a non-voter a voter
+promote = _voting_change(ChangeKind.PROMOTE, "promote")
+#: raftsim's own: make a voter a non-voter (autopilot promotes it again once it has been
+#: healthy for the stabilization time, as Nomad's autopilot would)
+demote = _voting_change(ChangeKind.DEMOTE, "demote")
+for _path, _handler in (("/v1/operator/raft/promote", promote),
+                        ("/v1/operator/raft/demote", demote)):
+    routes.post(_path)(_handler)
+    routes.put(_path)(_handler)
+    routes.route("*", _path)(_voting_change_other_method)
 
 
 # ---------------------------------------------------------------- leadership transfer
@@ -228,8 +220,6 @@ async def transfer_other_method(request: web.Request) -> web.StreamResponse:
     return text_response(405, INVALID_METHOD)
 
 
-
-
 # ---------------------------------------------------------------- Nomad's prefix handler
 
 #: the first word of a path under /v1/operator/raft/ -> method -> handler
@@ -238,8 +228,8 @@ _BY_PREFIX: tuple[tuple[str, dict[str, Handler], Handler], ...] = (
     ("peer", {"DELETE": remove_peer, "PUT": add_peer}, peer_other_method),
     ("transfer-leadership", {"PUT": transfer_leadership, "POST": transfer_leadership},
      transfer_other_method),
-    ("promote", {"PUT": promote, "POST": promote}, promote_other_method),
-    ("demote", {"PUT": demote, "POST": demote}, demote_other_method),
+    ("promote", {"PUT": promote, "POST": promote}, _voting_change_other_method),
+    ("demote", {"PUT": demote, "POST": demote}, _voting_change_other_method),
 )
 
 

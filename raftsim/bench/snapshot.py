@@ -46,6 +46,7 @@ import msgpack
 from raftsim.core.messages import HardState, Snapshot
 from raftsim.core.node import PendingSnapshot
 from raftsim.live.launcher import ServerSpec, agent_command, plan_cluster
+from raftsim.live.ports import free_port_run
 from raftsim.runtime.kv import (
     MAX_VALUE_BYTES,
     KVItem,
@@ -204,7 +205,7 @@ async def _write_all(url: str, values: int) -> None:
 
 
 def _catch_up(values: int, root: Path) -> dict[str, Any]:
-    plan = plan_cluster(3, root / "data", _free_port_run(6))
+    plan = plan_cluster(3, root / "data", free_port_run(6))
     processes: dict[str, subprocess.Popen[bytes]] = {}
     # no trailing entries (the agent keeps 10,240 by default): the lagging server must
     # need the snapshot
@@ -253,25 +254,6 @@ def _catch_up(values: int, root: Path) -> dict[str, Any]:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(30)
-
-
-def _free_port_run(count: int) -> int:
-    import socket
-
-    for base in range(20000 + os.getpid() % 20000, 65000, count):
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no run of free ports")
 
 
 def run_snapshot_bench(*, values: int = 400, stalls: bool = True,
