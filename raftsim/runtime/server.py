@@ -49,7 +49,7 @@ from raftsim.runtime.kv import (
     encode_batch,
     encode_snapshot,
 )
-from raftsim.storage.base import Storage, StorageError
+from raftsim.storage.base import PowerLoss, Storage, StorageError
 from raftsim.wire import (
     Frame,
     Notification,
@@ -794,7 +794,7 @@ class Server:
             fields = {"file": None, "operation": "save", "errno": None,
                       "error": str(exc) or type(exc).__name__}
         self._emit("storage-failure", fields)
-        if self.ack_after_failed_save:
+        if self.ack_after_failed_save and not isinstance(exc, PowerLoss):
             return True
         self._halt()
         self.storage_failure = exc

@@ -65,7 +65,7 @@ import random
 from pathlib import Path
 
 from raftsim.core.messages import Entry, HardState, Snapshot
-from raftsim.storage.base import PersistentState, StorageError
+from raftsim.storage.base import PersistentState, PowerLoss, StorageError
 from raftsim.storage.file import StorageCorruptionError
 from raftsim.storage.memory import MemoryStorage
 
@@ -257,7 +257,7 @@ class CrashDiskStorage:
             target = f"{self.name}/hardstate.bin"
         if operation == TORN:
             self._tear(entries)
-            raise StorageError(TORN, target, None, "power lost in the middle of the write")
+            raise PowerLoss(TORN, target, None, "power lost in the middle of the write")
         if snapshot is None and entries and operation == "write":
             written = self._rng.randint(0, len(entries) - 1)
             if written:
