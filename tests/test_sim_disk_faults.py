@@ -6,6 +6,7 @@ and the cluster keeps serving with a majority; the ``ack-after-failed-fsync`` bu
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +228,17 @@ def test_bad_disk_steps_are_refused_with_a_clear_message(
     with pytest.raises(ScenarioError) as caught:
         scenario(f"[[step]]\n{steps}\n", cluster=cluster)
     assert message in str(caught.value)
+
+
+def test_the_disk_fault_example_in_the_docs_runs_as_it_says() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "scenarios.md").read_text()
+    start = text.index('```toml\n[cluster]\nservers = 5\ndisk = "crashdisk"')
+    body = text[start + len("```toml\n"):text.index("```", start + 8)]
+    result = run_scenario(parse_scenario(tomllib.loads(f'title = "doc"\n{body}'),
+                                         "doc.toml"))
+    assert result.passed, result.failure
+    assert not result.violations
+    assert [r["operation"] for r in kinds(result, "storage-failure")] == ["fsync"]
+    [refused] = kinds(result, "refused-start")
+    [corrupted] = [r for r in result.records if r.get("fault") == "disk-corrupt"]
+    assert refused["server"] == corrupted["target"] and corrupted["index"] > 1
