@@ -837,8 +837,8 @@ class Server:
         due = max(self.loop.time(), self._disk_busy_until) + delay
         self._disk_busy_until = due
         self._after_save.append((due, ready))
-        if self._disk_timer is None:
-            self._disk_timer = self.loop.call_at(due, self._disk_done)
+        if self._disk_timer is None:  # the head's save ends first (due times only grow)
+            self._disk_timer = self.loop.call_at(self._after_save[0][0], self._disk_done)
 
     def _disk_done(self) -> None:
         """The save at the head of the queue is done: act on it, and on every one
@@ -851,15 +851,16 @@ class Server:
             self._disk_due_while_paused = True
             return
         queue = self._after_save
-        now = self.loop.time()
-        first = True
-        while queue and (first or queue[0][0] <= now):
-            first = False
+        now = self.loop.time()  # a timer fires no earlier than its deadline
+        while queue and queue[0][0] <= now:
             _, ready = queue.popleft()
             self._act(ready, node, told=True)
             if self.node is not node:
                 return  # it stopped (a failed save in what it did): the queue is gone
-        if queue and self._disk_timer is None:
+        if self._disk_timer is not None:  # set for a Ready queued by what was done
+            self._disk_timer.cancel()
+            self._disk_timer = None
+        if queue:
             self._disk_timer = self.loop.call_at(queue[0][0], self._disk_done)
 
     def _act(self, ready: Ready, node: RaftNode, *, told: bool = False) -> None:
