@@ -114,7 +114,7 @@ class CrashDiskStorage:
         self.faults = 0
         #: virtual seconds every save takes (a slow disk); 0 is instant
         self.save_seconds = 0.0
-        #: how long the last save took (0 when it wrote nothing)
+        #: how long the last save that succeeded took
         self.last_save_seconds = 0.0
         #: indexes of durable log records whose checksum fails when read back
         self._bad: set[int] = set()
@@ -146,8 +146,9 @@ class CrashDiskStorage:
 
     def fail_next(self, operation: str = "write", *, error: int | None = None) -> None:
         """Make the next ``save()`` fail at ``operation`` (``open``, ``write`` or
-        ``fsync``) with errno ``error`` (by default EMFILE, ENOSPC, EIO). Armed faults
-        queue up: each fails one save."""
+        ``fsync``) with errno ``error`` (by default EMFILE, ENOSPC, EIO), or tear the
+        next log write (``torn``: a :class:`~raftsim.storage.base.PowerLoss`). Armed
+        faults queue up: each fails one save."""
         if operation == TORN:
             self._armed.append((TORN, 0))
             return
