@@ -45,7 +45,8 @@ def elect(net: CoreNet, node_id: str, attempts: int = 4) -> bool:
 def test_every_switch_is_off_by_default_and_names_are_checked() -> None:
     assert NodeSettings().bugs == frozenset()
     assert set(BUGS) == {"commit-prior-term", "forget-vote", "no-log-check",
-                         "config-before-noop", "no-truncate", "stale-read"}
+                         "config-before-noop", "no-truncate", "stale-read",
+                         "ack-after-failed-fsync"}
     with pytest.raises(ValueError, match="unknown bug switch 'nope'"):
         validate_bugs(["nope"])
     with pytest.raises(ValueError, match="must be a list"):

@@ -29,7 +29,7 @@ from raftsim.check.linearizability import Event
 from raftsim.check.outcome import play_schedule
 from raftsim.check.player import SchedulePlayer, scenario_of
 from raftsim.check.reproducer import ReductionBudget, _pin_statuses
-from raftsim.check.schedule import NEMESES, generate_case
+from raftsim.check.schedule import DISK_NEMESES, NEMESES, generate_case
 from raftsim.check.tomlwrite import scenario_toml
 from raftsim.cli import main
 from raftsim.core.bugs import BUGS
@@ -48,6 +48,9 @@ CAUGHT_AS = {
                            "state-machine-safety"},
     "no-truncate": {"log-matching", "state-machine-safety", "leader-completeness"},
     "stale-read": {"linearizability"},
+    # a server that carries on after a failed fsync: it appends (and acknowledges)
+    # while its disk may not hold what it says
+    "ack-after-failed-fsync": {"fail-stop"},
 }
 
 
@@ -120,7 +123,7 @@ def test_a_seed_names_its_schedule_and_every_step_is_a_scenario_step() -> None:
     case = generate_case(11)
     assert case == generate_case(11)
     assert case.steps != generate_case(12).steps
-    assert set(case.nemeses) <= set(NEMESES)
+    assert set(case.nemeses) <= set(NEMESES) | set(DISK_NEMESES)
     assert len(case.clients_of) == len(case.steps)
     scenario = scenario_of(case.steps, cluster=case.cluster, seed=11)  # the loader agrees
     assert len(scenario.steps) == len(case.steps)
@@ -129,23 +132,24 @@ def test_a_seed_names_its_schedule_and_every_step_is_a_scenario_step() -> None:
     assert generate_case(11, servers=3, duration=10.0).cluster["servers"] == 3
 
 
+@pytest.mark.parametrize("seed", [2, 30])  # 30: every kind of disk fault
 def test_the_resolved_script_replays_the_run_exactly_and_raftsim_run_agrees(
-        tmp_path: Path) -> None:
+        tmp_path: Path, seed: int) -> None:
     """The generated schedule (with "leader", bindings and busy clients), the script it
     resolves to, and `raftsim run` of that script as a file: the same trace."""
-    case = generate_case(2)
-    run = play_schedule(case.steps, cluster=case.cluster, seed=2, clients_of=case.clients_of,
-                        trace_messages=True)
+    case = generate_case(seed)
+    run = play_schedule(case.steps, cluster=case.cluster, seed=seed,
+                        clients_of=case.clients_of, trace_messages=True)
     script = _pin_statuses(run.played)
     assert all("leader" not in json.dumps(step) for step in script)
-    replay = play_schedule(script, cluster=case.cluster, seed=2, trace_messages=True)
+    replay = play_schedule(script, cluster=case.cluster, seed=seed, trace_messages=True)
     assert replay.digest == run.digest
     path = tmp_path / "script.toml"
-    path.write_text(scenario_toml(title="t", description="", seed=2, bugs=[],
+    path.write_text(scenario_toml(title="t", description="", seed=seed, bugs=[],
                                   cluster=case.cluster, steps=script), encoding="utf-8")
     result = run_scenario(load_scenario(path))
     assert result.failure is None
-    scenario = scenario_of(script, cluster=case.cluster, seed=2)
+    scenario = scenario_of(script, cluster=case.cluster, seed=seed)
     player = SchedulePlayer(scenario, trace_messages=True)
     player.begin()
     try:
@@ -157,6 +161,18 @@ def test_the_resolved_script_replays_the_run_exactly_and_raftsim_run_agrees(
         assert recorder.digest() == result.digest
     finally:
         player.close()
+
+
+def test_the_fuzzer_injects_every_disk_fault_in_about_a_third_of_the_seeds() -> None:
+    cases = [generate_case(seed) for seed in range(120)]
+    with_disk = [c for c in cases if set(c.nemeses) & set(DISK_NEMESES)]
+    assert 0.2 * len(cases) <= len(with_disk) <= 0.5 * len(cases)
+    assert all(c.cluster.get("disk") == "crashdisk" for c in with_disk)
+    assert all("disk" not in c.cluster for c in cases if c not in with_disk)
+    kinds = {key for c in with_disk for step in c.steps for key in step}
+    assert {"fail_fsync", "disk_full", "torn_write", "corrupt", "slow_disk"} <= kinds
+    for case in with_disk[:5]:  # every step is a scenario step the loader accepts
+        scenario_of(case.steps, cluster=case.cluster, seed=case.seed)
 
 
 def test_workers_and_one_process_report_the_same_lowest_failing_seed() -> None:

@@ -145,7 +145,7 @@ INVALID = [
      'title = "t"\n[cluster]\nheartbeats = 0.1\n[[step]]\nsay = "hi"\n',
      "key 'cluster.heartbeats': unknown key; allowed: servers, nonvoters, names, heartbeat, "
      "election_timeout, latency, loss, duplication, reorder, pre_vote, check_quorum, "
-     "snapshot_threshold, max_entries_per_message, clock_drift, lease_reads"),
+     "snapshot_threshold, max_entries_per_message, clock_drift, lease_reads, disk"),
     ("election timeout not above the heartbeat",
      'title = "t"\n[cluster]\nheartbeat = 0.2\n[[step]]\nsay = "hi"\n',
      "key 'cluster.election_timeout': its min (0.15) must be greater than the heartbeat "

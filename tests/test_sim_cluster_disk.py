@@ -189,3 +189,47 @@ def test_trailing_logs_let_a_restarted_follower_catch_up_from_the_log(
             assert install_snapshots == []
         else:
             assert install_snapshots and {r["to"] for r in install_snapshots} == {follower}
+
+
+def test_disk_fault_calls_need_a_crash_disk_and_a_sane_save_time() -> None:
+    with Cluster(3, seed=1) as cluster:
+        for call in (lambda: cluster.torn_write("s1"), lambda: cluster.corrupt_disk("s1"),
+                     lambda: cluster.slow_disk("s1", 0.1)):
+            with pytest.raises(ValueError, match="needs a cluster built with "
+                                                 "disk='crashdisk'"):
+                call()
+    with Cluster(3, seed=1, disk="crashdisk") as cluster:
+        with pytest.raises(ValueError, match="a save takes from 0 to 60 seconds, got -1"):
+            cluster.slow_disk("s1", -1)
+        with pytest.raises(ValueError, match="unknown server 's9'"):
+            cluster.corrupt_disk("s9")
+
+
+@pytest.mark.parametrize("drift", [0.0, 0.2])
+def test_a_slow_follower_acknowledges_only_after_its_save_and_runs_repeat(
+        drift: float) -> None:
+    def run() -> tuple[str, list[float]]:
+        with Cluster(5, seed=4, disk="crashdisk", clock_drift=drift) as cluster:
+            leader = cluster.wait_for_leader()
+            slow = next(sid for sid in cluster.ids if sid != leader)
+            cluster.slow_disk(slow, 0.04)
+            write(cluster, 20)
+            cluster.run_for(1.0)
+            assert cluster.run_until(lambda: converged(cluster), 5.0)
+            recorder = cluster.recorder
+            assert recorder is not None
+            appended = {}  # last index -> when the slow follower saved it
+            gaps = []
+            for rec in recorder.records:
+                if rec["server"] != slow:
+                    continue
+                if rec["kind"] == "append":
+                    appended[rec["to"]] = rec["t"]
+                elif (rec["kind"] == "send" and rec["msg"] == "AppendEntriesResponse"
+                      and rec["ok"] and rec["match"] in appended):
+                    gaps.append(rec["t"] - appended.pop(rec["match"]))
+            return recorder.digest(), gaps
+
+    digest, gaps = run()
+    assert gaps and min(gaps) >= 0.04 * (1 - drift) - 1e-6  # by the follower's clock
+    assert run()[0] == digest

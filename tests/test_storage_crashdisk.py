@@ -10,6 +10,7 @@ import pytest
 from raftsim.core.messages import Entry, HardState, Snapshot
 from raftsim.storage.base import PersistentState, StorageError
 from raftsim.storage.crashdisk import CrashDiskStorage
+from raftsim.storage.file import StorageCorruptionError
 from raftsim.storage.memory import MemoryStorage
 
 
@@ -172,3 +173,65 @@ def test_seeded_faults_come_from_the_disk_rng() -> None:
     assert 3 <= len(failures(4)) <= 25
     with pytest.raises(ValueError, match="fault_rate must be between 0 and 1"):
         CrashDiskStorage(random.Random(0), fault_rate=1.5)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_torn_write_waits_for_a_log_write_and_recovery_drops_the_torn_record(
+        seed: int) -> None:
+    disk = CrashDiskStorage(random.Random(seed))
+    disk.save(HardState(1, "a", 2), entries(1, 2), None)
+    disk.fail_next("torn")
+    disk.save(HardState(2, "a", 2), (), None)  # a hard state cannot tear: it waits
+    with pytest.raises(StorageError, match="^torn disk/wal: power lost"):
+        disk.save(HardState(2, "a", 4), entries(3, 6), None)
+    [torn] = disk.damaged
+    assert 3 <= torn <= 6
+    got = disk.load()  # the torn record is past the commit index: dropped as a torn tail
+    assert got.hard_state == HardState(2, "a", 2)
+    assert got.entries == list(entries(1, torn - 1))
+    assert disk.damaged == []
+
+
+def test_a_corrupt_committed_record_makes_recovery_refuse_until_it_is_rewritten() -> None:
+    disk = CrashDiskStorage(random.Random(1), name="s2")
+    disk.save(HardState(1, "a", 3), entries(1, 5), None)
+    assert disk.corrupt() == 3  # the newest committed record
+    with pytest.raises(StorageCorruptionError, match="record 3 fails its checksum and is "
+                                                     "at or below the saved commit index 3"):
+        disk.load()
+    with pytest.raises(StorageCorruptionError):
+        disk.load()  # still damaged: the server keeps refusing
+    disk.save(None, entries(3, 5, term=2), None)  # rewritten
+    assert disk.load().entries[2] == entries(3, 3, term=2)[0]
+
+
+def test_a_corrupt_record_past_the_commit_index_is_a_torn_tail_only_if_it_is_last() -> None:
+    disk = CrashDiskStorage(random.Random(1))
+    disk.save(HardState(1, "a", 2), entries(1, 5), None)
+    assert disk.corrupt(4) == 4
+    with pytest.raises(StorageCorruptionError, match="intact records follow it"):
+        disk.load()
+    disk = CrashDiskStorage(random.Random(1))
+    disk.save(HardState(1, "a", 2), entries(1, 5), None)
+    assert disk.corrupt(5) == 5
+    assert disk.load().entries == list(entries(1, 4))
+
+
+def test_corrupting_what_the_disk_does_not_hold_does_nothing() -> None:
+    disk = CrashDiskStorage(random.Random(1))
+    assert disk.corrupt() is None  # nothing committed
+    disk.save(HardState(1, "a", 4), entries(1, 6), None)
+    disk.save(None, (), Snapshot(4, 1, b"c", b"s"))
+    assert disk.corrupt(2) is None and disk.corrupt(9) is None
+    assert disk.corrupt(5) == 5
+    disk.save(None, (), Snapshot(5, 1, b"c", b"s"))  # the snapshot covers it now
+    assert disk.damaged == []
+
+
+def test_a_slow_disk_reports_how_long_each_save_took() -> None:
+    disk = CrashDiskStorage(random.Random(1))
+    disk.save(HardState(1), entries(1, 1), None)
+    assert disk.last_save_seconds == 0.0
+    disk.save_seconds = 0.05
+    disk.save(HardState(1), entries(2, 2), None)
+    assert disk.last_save_seconds == 0.05 and disk.last_index == 2  # on the platter

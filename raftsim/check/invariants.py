@@ -59,10 +59,16 @@ INVARIANTS: dict[str, str] = {
                             "configuration entry committed at the index it reports",
     "acknowledged-writes": "every write acknowledged to a client is in the applied state, "
                            "and stays there",
-    "fail-stop": "a server whose storage failed sends nothing until it restarts (its "
-                 "memory is ahead of its disk: an answer from it could acknowledge what "
-                 "a crash then loses)",
+    "fail-stop": "a server whose storage failed sends, appends, votes, commits and "
+                 "applies nothing until it restarts (its memory is ahead of its disk: an "
+                 "answer from it could acknowledge what a crash then loses)",
 }
+
+
+#: what a server stopped by a failed save must not do (the records that say it did);
+#: sends are checked when the trace has them
+_STOPPED_DOES_NOT = frozenset({"append", "truncate", "apply", "commit", "vote", "role",
+                               "config", "config-committed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +198,8 @@ class InvariantChecker:
         #: acknowledged writes: (key, value) -> index they were found at
         self._acknowledged: dict[tuple[str, bytes], int] = {}
         self._record: Record = {}
+        #: servers stopped by a failed save (until they restart)
+        self._failed: set[str] = set()
         self._handlers: dict[str, Callable[[str, Record], None]] = {
             "append": self._on_append,
             "truncate": self._on_truncate,
@@ -254,6 +262,8 @@ class InvariantChecker:
         if sid is None:
             return
         self._record = record
+        if sid in self._failed and record["kind"] in _STOPPED_DOES_NOT:
+            self._on_send(sid, record)
         handler(sid, record)
 
     def write_acknowledged(self, key: str, value: bytes) -> None:
@@ -441,6 +451,7 @@ class InvariantChecker:
         view = self._view(sid)
         view.leading = None
         view.failed_at = None
+        self._failed.discard(sid)
         self._record = record
         log = node.log
         before, view.log_before_crash = view.log_before_crash, None
@@ -481,15 +492,21 @@ class InvariantChecker:
         """A failed save stops the server like a crash: what it committed before must be
         there when it restarts from its disk."""
         self._on_crash(sid, record)
-        self._view(sid).failed_at = float(record.get("t", self._now()))
+        view = self._view(sid)
+        if view.failed_at is None:
+            view.failed_at = float(record.get("t", self._now()))
+        self._failed.add(sid)
 
     def _on_send(self, sid: str, record: Record) -> None:
         view = self._views.get(sid)
         if view is None or view.failed_at is None:
             return
+        if record["kind"] == "send":
+            did = f"sent {record.get('msg', 'a message')} to {record.get('to')}"
+        else:
+            did = f"recorded {record['kind']!r}"
         self._violate("fail-stop", (sid, view.failed_at),
-                      f"{sid} sent {record.get('msg', 'a message')} to {record.get('to')} "
-                      f"after its storage failed at t={view.failed_at:g} "
+                      f"{sid} {did} after its storage failed at t={view.failed_at:g} "
                       "(it must stop until it restarts from its disk)")
 
     def _on_crash(self, sid: str, record: Record) -> None:

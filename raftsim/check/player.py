@@ -32,6 +32,7 @@ from raftsim.scenario.load import parse_scenario
 from raftsim.scenario.model import (
     Action,
     Cut,
+    DiskFault,
     Heal,
     NetworkSetting,
     Partition,
@@ -213,6 +214,8 @@ class SchedulePlayer(ScenarioRunner):
             if fault == "resume" and not server.paused:
                 raise Skip(f"{sid} is not paused")
             return ServerFault(fault, sid)
+        if isinstance(action, DiskFault):
+            return replace(action, target=self._server(action.target))
         if isinstance(action, Partition):
             groups = tuple(tuple(self._server(ref) for ref in group)
                            for group in action.groups)
@@ -283,6 +286,10 @@ def _table_of(action: Action, original: dict[str, Any]) -> dict[str, Any]:
     """The step table of a resolved action (keys other than the action's are dropped:
     timing is written by the caller, and ``as`` is resolved away)."""
     if isinstance(action, ServerFault):
+        return {action.fault: action.target}
+    if isinstance(action, DiskFault):
+        if action.fault == "slow_disk":
+            return {"slow_disk": {"server": action.target, "seconds": action.seconds}}
         return {action.fault: action.target}
     if isinstance(action, Partition):
         return {"partition": [list(group) for group in action.groups]}

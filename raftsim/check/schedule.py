@@ -16,6 +16,12 @@ index when the step plays) and deletes through random servers' HTTP APIs, in the
 background.
 The nemeses are aimed at the moments where Raft bugs live: right after an election,
 while a deposed leader still believes it leads, while a server restarts mid-election.
+
+Disk faults (:data:`DISK_NEMESES`: a failed fsync, a full disk, a torn write, a latent
+corrupted record, a slow disk) come from a second generator, ``Random(f"{seed}:disk")``,
+on a fourth track of their own in about a third of the seeds (those get ``disk =
+"crashdisk"``). Drawing them apart leaves every other seed's schedule as it was, and
+keeps a seed's cost close to what it was.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NEMESES", "READ_INDEX", "FuzzCase", "generate_case"]
+__all__ = ["DISK_NEMESES", "NEMESES", "READ_INDEX", "FuzzCase", "generate_case"]
 
 #: stands for "the modify index this client last read of this key" in a ``?cas=``
 READ_INDEX = "read-index"
@@ -51,6 +57,20 @@ NEMESES: dict[str, str] = {
     "loss": "drop a share of the messages",
     "reorder": "reorder messages (hold some back so later ones overtake them)",
 }
+
+#: disk fault -> what an episode of it does (drawn apart from NEMESES, see above)
+DISK_NEMESES: dict[str, str] = {
+    "fail-fsync": "a server's next fsync fails (EIO): it stops; restart it later",
+    "disk-full": "a server's next write finds the disk full (ENOSPC): it stops; restart "
+                 "it later",
+    "torn-write": "the power fails in the middle of a server's next log write; restart "
+                  "it later (recovery drops the torn record)",
+    "corrupt": "a server's newest committed record goes bad on disk; crash it: it "
+               "refuses to restart and stays down (at most once a seed)",
+    "slow-disk": "a server's saves take 5 to 100 ms for a while",
+}
+#: the share of seeds with disk faults
+DISK_SEED_SHARE = 0.35
 
 _SERVER_TRACK = ("crash-leader", "crash", "leader-churn", "bounce", "pause-leader", "pause",
                  "membership", "change-after-election")
@@ -334,6 +354,59 @@ def _reorder(b: _Builder, t: float) -> float:
     return end
 
 
+# ---------------------------------------------------------------- disk faults
+
+def _disk_episode(b: _Builder, rng: random.Random, name: str, t: float) -> float:
+    """One disk fault on the leader or a random server, undone (restarted, sped up)
+    after a while; ``rng`` is the disk generator, not the builder's."""
+    target = "leader" if rng.random() < 0.4 else rng.choice(b.ids)
+    bound = b.name("d")
+    if name == "slow-disk":
+        end = t + rng.uniform(0.5, 4.0)
+        b.at(t, {"slow_disk": {"server": target, "seconds": rng.choice(
+            [0.005, 0.01, 0.02, 0.05, 0.1])}, "as": bound})
+        b.at(end, {"slow_disk": {"server": f"${bound}", "seconds": 0.0}})
+        return end
+    if name == "corrupt":
+        b.at(t, {"corrupt": target, "as": bound})
+        t += rng.uniform(0.1, 1.0)
+        b.at(t, {"crash": f"${bound}"})
+        end = t + rng.uniform(0.1, 1.0)
+        b.at(end, {"restart": f"${bound}"})  # refused: it stays down
+        return end
+    step = {"fail-fsync": "fail_fsync", "disk-full": "disk_full",
+            "torn-write": "torn_write"}[name]
+    b.at(t, {step: target, "as": bound})
+    end = t + rng.uniform(0.3, 3.0)
+    if name == "fail-fsync" and rng.random() < 0.5:
+        # the unsynced tail a failed fsync may have dropped matters at a restart
+        b.at(end, {"crash": f"${bound}"})
+        end += rng.uniform(0.01, 0.5)
+    b.at(end, {"restart": f"${bound}"})
+    return end
+
+
+def _disk_track(b: _Builder, seed: int, cluster: dict[str, Any]) -> list[str]:
+    """Disk fault episodes in about a third of the seeds, from their own generator;
+    the disk faults switched on (empty: none, and the cluster keeps its memory disk)."""
+    rng = random.Random(f"{seed}:disk")
+    if rng.random() >= DISK_SEED_SHARE:
+        return []
+    enabled = [n for n in DISK_NEMESES if rng.random() < 0.5] or [rng.choice(
+        list(DISK_NEMESES))]
+    cluster["disk"] = "crashdisk"
+    corrupted = False
+    t = rng.uniform(0.8, 3.0)
+    while t < b.quiet_from - 0.5:
+        name = rng.choice(enabled)
+        if name == "corrupt":
+            if corrupted:
+                name = "slow-disk"
+            corrupted = True
+        t = _disk_episode(b, rng, name, t) + rng.uniform(0.5, 3.0)
+    return enabled
+
+
 # ---------------------------------------------------------------- the case
 
 def _track(b: _Builder, nemeses: list[str], episode: Callable[[str, float], float],
@@ -437,6 +510,7 @@ def generate_case(seed: int, *, servers: int = 5, duration: float = 30.0,
         # clocks that disagree (rate and offset per server, from the seed): Raft's
         # safety must not depend on them (docs/testing.md, "What depends on time")
         cluster["clock_drift"] = rng.choice([0.001, 0.05, 0.2])
+    enabled += _disk_track(b, seed, cluster)
     b.at(duration, {"say": "end of the schedule"})
     steps, clients_of = b.sorted_steps()
     return FuzzCase(seed, servers, duration, clients, cluster, steps, enabled, clients_of)

@@ -1,7 +1,9 @@
 """Bug switches: classic Raft bugs re-created on purpose, to prove the checkers work.
 
 Each switch is a few lines in node.py at the exact place the real bug would be (search
-for ``_bug(``). All are off by default; a run with none switched on must stay clean.
+for ``_bug(``), except ``ack-after-failed-fsync``, a runtime bug (the Raft rules are
+fine; the server around them ignores its disk): raftsim/runtime/server.py. All are off
+by default; a run with none switched on must stay clean.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ BUGS: dict[str, str] = {
     "stale-read": (
         "ReadIndex answers at once without confirming leadership with a quorum, so a "
         "deposed leader serves stale reads"
+    ),
+    "ack-after-failed-fsync": (
+        "a server whose save fails (fsync EIO, ENOSPC...) carries on instead of stopping, "
+        "acknowledging entries its disk may not hold (PostgreSQL's fsyncgate)"
     ),
 }
 

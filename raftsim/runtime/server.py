@@ -11,6 +11,11 @@ from then on can be trusted to match the disk. The server drops its node and eve
 volatile thing like a crash, emits a ``storage-failure`` trace event naming the file,
 the operation and the errno, fails what is pending, and stays stopped until
 :meth:`Server.start` recovers it from what the disk really holds.
+
+A save may take time (a slow disk in the simulator: :attr:`Server.disk_seconds`). The
+rest of that Ready -- its sends, applies and answers -- then waits until the save is
+done, and every later Ready's rest waits behind it in order, so nothing leaves the
+server before the state it depends on is durable and messages keep their order.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from raftsim.runtime.kv import (
     encode_batch,
     encode_snapshot,
 )
-from raftsim.storage.base import Storage, StorageError
+from raftsim.storage.base import PowerLoss, Storage, StorageError
 from raftsim.wire import (
     Frame,
     Notification,
@@ -199,8 +204,19 @@ class Server:
         self.storage_failure: Exception | None = None
         self.on_storage_failure: StorageFailureHandler | None = None
         #: a runtime bug switch for the invariant checker's tests: swallow a failed save
-        #: and carry on, acknowledging what the disk does not hold (the zombie follower)
-        self.ack_after_failed_save = ack_after_failed_save
+        #: and carry on, acknowledging what the disk does not hold (the zombie follower);
+        #: the fuzzer's ``ack-after-failed-fsync`` switch (raftsim/core/bugs.py)
+        self.ack_after_failed_save = (ack_after_failed_save
+                                      or "ack-after-failed-fsync" in settings.bugs)
+        #: how long the last save took, in seconds of this server's clock (a slow
+        #: simulated disk says; None: saves are instant)
+        self.disk_seconds: Callable[[], float] | None = None
+        #: Readies saved but not yet acted on (the disk is still busy with them), each
+        #: with the time its save is done, in order
+        self._after_save: deque[tuple[float, Ready]] = deque()
+        self._disk_busy_until = float("-inf")
+        self._disk_timer: asyncio.TimerHandle | None = None
+        self._disk_due_while_paused = False
         #: live servers (with group commit): serialize the state machine for a snapshot,
         #: and restore one, in a worker thread, so heartbeats keep flowing meanwhile. The
         #: simulator does both at once: they cost no virtual time and stay deterministic.
@@ -274,6 +290,11 @@ class Server:
         self.paused = False
         self._held.clear()
         self._batch.clear()
+        self._after_save.clear()
+        if self._disk_timer is not None:
+            self._disk_timer.cancel()
+        self._disk_timer, self._disk_busy_until = None, float("-inf")
+        self._disk_due_while_paused = False
         self._backlog.clear()
         queued, self._queued = self._queued, []
         for _, done in queued:
@@ -302,6 +323,9 @@ class Server:
         held, self._held = self._held, []
         for source, data in held:
             self.receive(source, data)
+        if self._disk_due_while_paused and self.node is not None:
+            self._disk_due_while_paused = False
+            self._disk_done()
         if self._timer_due_while_paused and self.node is not None:
             self._timer_due_while_paused = False
             self._process(self.node.on_timeout(self.loop.time()))
@@ -843,7 +867,7 @@ class Server:
             fields = {"file": None, "operation": "save", "errno": None,
                       "error": str(exc) or type(exc).__name__}
         self._emit("storage-failure", fields)
-        if self.ack_after_failed_save:
+        if self.ack_after_failed_save and not isinstance(exc, PowerLoss):
             return True
         self._halt()
         self.storage_failure = exc
@@ -860,6 +884,7 @@ class Server:
             self._schedule_flush()
             return
         # 1. persist: nothing leaves this server before its state is durable
+        delay = 0.0
         if not persisted and (ready.hard_state is not None or ready.entries
                               or ready.snapshot is not None):
             if not self._save(ready.hard_state, ready.entries, ready.snapshot):
@@ -868,6 +893,52 @@ class Server:
                 self._emit("append", {"from": ready.entries[0].index,
                                       "to": ready.entries[-1].index,
                                       "terms": [e.term for e in ready.entries]})
+            if self.disk_seconds is not None:
+                delay = self.disk_seconds()
+        if delay > 0 or self._after_save:
+            # the trace tells what the core did now (the checker reads the core's state
+            # as each record arrives); what the server does about it waits for the disk
+            for event in ready.events:
+                self._emit(event.kind, event.fields)
+            self._wait_for_disk(ready, delay)
+            return
+        self._act(ready, node)
+
+    def _wait_for_disk(self, ready: Ready, delay: float) -> None:
+        """Act on ``ready`` once its save (``delay`` seconds, after the saves before
+        it) is done; a Ready that saved nothing still waits for the ones before it."""
+        due = max(self.loop.time(), self._disk_busy_until) + delay
+        self._disk_busy_until = due
+        self._after_save.append((due, ready))
+        if self._disk_timer is None:  # the head's save ends first (due times only grow)
+            self._disk_timer = self.loop.call_at(self._after_save[0][0], self._disk_done)
+
+    def _disk_done(self) -> None:
+        """The save at the head of the queue is done: act on it, and on every one
+        behind it that is done by now."""
+        self._disk_timer = None
+        node = self.node
+        if node is None:
+            return
+        if self.paused:
+            self._disk_due_while_paused = True
+            return
+        queue = self._after_save
+        now = self.loop.time()  # a timer fires no earlier than its deadline
+        while queue and queue[0][0] <= now:
+            _, ready = queue.popleft()
+            self._act(ready, node, told=True)
+            if self.node is not node:
+                return  # it stopped (a failed save in what it did): the queue is gone
+        if self._disk_timer is not None:  # set for a Ready queued by what was done
+            self._disk_timer.cancel()
+            self._disk_timer = None
+        if queue:
+            self._disk_timer = self.loop.call_at(queue[0][0], self._disk_done)
+
+    def _act(self, ready: Ready, node: RaftNode, *, told: bool = False) -> None:
+        """A saved Ready's effects, in Raft's order: send, apply, answer (``told``:
+        its events are in the trace already)."""
         # 2. send
         send = self.transport.send
         for message in ready.messages:
@@ -905,7 +976,8 @@ class Server:
                 else:
                     fut.set_result(state.index)
         for event in ready.events:
-            self._emit(event.kind, event.fields)
+            if not told:
+                self._emit(event.kind, event.fields)
             if event.kind == "role":
                 changed = True
                 if event.fields["role"] != Role.LEADER.value:

@@ -42,4 +42,5 @@ def build_cluster(spec: ClusterSpec, *, seed: int, bugs: Iterable[str] = (),
                 nonvoters=spec.nonvoters, node_names=dict(spec.names),
                 latency=spec.latency, loss=spec.loss, duplication=spec.duplication,
                 reorder=spec.reorder, snapshot_threshold=spec.snapshot_threshold,
-                clock_drift=spec.clock_drift, loop=loop, trace_messages=trace_messages)
+                clock_drift=spec.clock_drift, loop=loop, trace_messages=trace_messages,
+                disk=spec.disk)

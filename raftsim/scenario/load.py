@@ -25,6 +25,7 @@ from raftsim.scenario.model import (
     ClusterSpec,
     Condition,
     Cut,
+    DiskFault,
     EntryCheck,
     Expect,
     Heal,
@@ -45,7 +46,13 @@ TOP_KEYS = ("title", "description", "seed", "bugs", "cluster", "step")
 CLUSTER_KEYS = ("servers", "nonvoters", "names", "heartbeat", "election_timeout", "latency",
                 "loss", "duplication", "reorder", "pre_vote", "check_quorum",
                 "snapshot_threshold", "max_entries_per_message", "clock_drift",
-                "lease_reads")
+                "lease_reads", "disk")
+#: what ``[cluster] disk`` may be
+DISKS = ("memory", "crashdisk")
+#: faults of a server's simulated disk (they need ``disk = "crashdisk"``)
+DISK_FAULTS = ("fail_fsync", "disk_full", "torn_write", "corrupt", "slow_disk")
+#: the slowest save a slow_disk step may ask for
+MAX_SAVE_SECONDS = 60.0
 #: the widest clock rate spread a scenario may ask for (a clock at half speed)
 MAX_CLOCK_DRIFT = 0.5
 TIMING_KEYS = ("at", "after", "when", "within", "as")
@@ -53,7 +60,7 @@ SERVER_FAULTS = ("crash", "restart", "pause", "resume", "isolate")
 NETWORK_SETTINGS = ("loss", "latency", "duplication", "reorder")
 REQUEST_KINDS = ("write", "read", "delete", "api", "add", "remove", "promote", "transfer")
 ACTION_KEYS = (*SERVER_FAULTS, "partition", "cut", "heal", *NETWORK_SETTINGS,
-               *REQUEST_KINDS, "say", "expect")
+               *REQUEST_KINDS, "say", "expect", *DISK_FAULTS)
 CONDITION_KEYS = ("leader", "leader_not", "on", "role", "term", "term_at_least",
                   "term_at_most", "commit_index", "commit_at_least", "commit_below",
                   "applied", "applied_at_least", "voters", "nonvoters", "kv", "kv_missing",
@@ -327,7 +334,16 @@ def _parse_cluster(check: _Checker, table: dict[str, Any], added: list[str]) -> 
             table.get("max_entries_per_message", default.max_entries_per_message), minimum=1),
         clock_drift=_clock_drift(check, table.get("clock_drift", 0.0)),
         lease_reads=check.boolean("cluster.lease_reads", table.get("lease_reads", False)),
+        disk=_disk(check, table.get("disk", default.disk)),
     )
+
+
+def _disk(check: _Checker, value: Any) -> str:
+    if value not in DISKS:
+        raise check.error("cluster.disk", f"must be one of {_allowed(DISKS)} (crashdisk: "
+                                          "a disk with a write cache and injectable "
+                                          f"faults), got {_describe(value)}")
+    return str(value)
 
 
 def _clock_drift(check: _Checker, value: Any) -> float:
@@ -354,6 +370,7 @@ class _StepParser:
         self.values: list[str] = []
         self.earliest = 0.0
         self.check = _Checker(path)
+        self.disk = cluster.disk
 
     def parse_all(self, raw_steps: list[dict[str, Any]]) -> tuple[Step, ...]:
         return tuple(self.parse(number, raw) for number, raw in enumerate(raw_steps, 1))
@@ -510,6 +527,8 @@ class _StepParser:
         check = self.check
         if kind in SERVER_FAULTS:
             return ServerFault(kind, self.server(kind, value))
+        if kind in DISK_FAULTS:
+            return self._disk_fault(kind, value)
         if kind == "partition":
             if not isinstance(value, list) or not value:
                 raise check.error(kind, "must be a list of groups, each a list of servers, "
@@ -552,6 +571,27 @@ class _StepParser:
                                         f"{_allowed(CONDITION_KEYS)}")
             return Expect(self._condition(kind, rest, extra=("eventually",)), eventually)
         return self._request(kind, value)
+
+    def _disk_fault(self, kind: str, value: Any) -> DiskFault:
+        check = self.check
+        if self.disk != "crashdisk":
+            raise check.error(kind, "is a disk fault: it needs a simulated disk that can "
+                                    'fail; set disk = "crashdisk" in [cluster]')
+        if kind != "slow_disk":
+            return DiskFault(kind, self.server(kind, value))
+        table = check.table(kind, value)
+        check.keys(kind, table, ("server", "seconds"))
+        for needed in ("server", "seconds"):
+            if needed not in table:
+                raise check.error(f"slow_disk.{needed}", "is missing; a slow disk is "
+                                                         '{server = "s1", seconds = 0.05} '
+                                                         "(seconds = 0 ends it)")
+        seconds = check.seconds("slow_disk.seconds", table["seconds"])
+        if seconds > MAX_SAVE_SECONDS:
+            raise check.error("slow_disk.seconds", f"a save may take at most "
+                                                   f"{MAX_SAVE_SECONDS:g} seconds, got "
+                                                   f"{seconds:g}")
+        return DiskFault(kind, self.server("slow_disk.server", table["server"]), seconds)
 
     def _request(self, kind: str, value: Any) -> Request:
         check = self.check

@@ -44,6 +44,9 @@ class ClusterSpec:
     clock_drift: float = 0.0
     #: leader lease reads (dissertation §6.4.1), safe only while clocks agree
     lease_reads: bool = False
+    #: "memory" (a disk that never fails) or "crashdisk" (a write cache, and the disk
+    #: faults of the disk steps)
+    disk: str = "memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +202,18 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class DiskFault:
+    """A fault of one server's simulated disk: fail_fsync, disk_full, torn_write,
+    corrupt, or slow_disk (every save takes ``seconds``; 0 ends it)."""
+
+    fault: str
+    target: Selector
+    seconds: float = 0.0
+
+
 Action = (ServerFault | Partition | Cut | Heal | NetworkSetting | Wait | Say | Expect
-          | Request)
+          | Request | DiskFault)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from raftsim.scenario.model import (
     Action,
     Condition,
     Cut,
+    DiskFault,
     Expect,
     Heal,
     NetworkSetting,
@@ -479,6 +480,8 @@ class ScenarioRunner:
             self.cluster.heal()
         elif isinstance(action, NetworkSetting):
             self._network_setting(action)
+        elif isinstance(action, DiskFault):
+            self._disk_fault(action, self.require(action.target))
         elif isinstance(action, Wait):
             pass
         elif isinstance(action, Say):
@@ -493,7 +496,7 @@ class ScenarioRunner:
     def _subject(self, action: Action) -> str:
         """What ``as`` binds: the server the action is about, else the leader."""
         ref: str | None = None
-        if isinstance(action, ServerFault):
+        if isinstance(action, ServerFault | DiskFault):
             ref = action.target
         elif isinstance(action, Request):
             if action.kind == "add":
@@ -531,6 +534,25 @@ class ScenarioRunner:
         if fault == "resume" and not server.paused:
             raise StepFailure(f"cannot resume {sid}: it is not paused")
         self._cluster_call(lambda: getattr(self.cluster, fault)(sid))
+
+    def _disk_fault(self, action: DiskFault, sid: str) -> None:
+        """A disk fault of ``sid`` (fail_fsync and disk_full fail its next save,
+        torn_write tears its next log write, corrupt damages its newest committed
+        record, slow_disk makes its saves take time)."""
+        cluster = self.cluster
+        calls: dict[str, Callable[[], object]] = {
+            "fail_fsync": lambda: cluster.fail_disk(sid, "fsync"),
+            "disk_full": lambda: cluster.fail_disk(sid, "write"),
+            "torn_write": lambda: cluster.torn_write(sid),
+            "corrupt": lambda: cluster.corrupt_disk(sid),
+            "slow_disk": lambda: cluster.slow_disk(sid, action.seconds),
+        }
+        call = calls[action.fault]
+
+        def act() -> None:
+            call()
+
+        self._cluster_call(act)
 
     def _network_setting(self, action: NetworkSetting) -> None:
         network = self.cluster.network

@@ -20,8 +20,9 @@ from raftsim.sim.clock import ClockSkew, ServerClock, draw_skew
 from raftsim.sim.loop import VirtualTimeLoop, run_as_process
 from raftsim.sim.network import SimNetwork
 from raftsim.sim.trace import TraceRecorder
-from raftsim.storage.base import Storage
+from raftsim.storage.base import Storage, StorageError
 from raftsim.storage.crashdisk import CrashDiskStorage
+from raftsim.storage.file import StorageCorruptionError
 from raftsim.storage.memory import MemoryStorage
 
 T = TypeVar("T")
@@ -208,6 +209,9 @@ class Cluster:
         )
         # a server stopped by a failed save is a process that exited: its mail is lost
         server.on_storage_failure = lambda exc: self.network.detach(sid)
+        if isinstance(storage, CrashDiskStorage):
+            disk = storage
+            server.disk_seconds = lambda: disk.last_save_seconds
         self.servers[sid] = server
         self.network.attach(sid, self._receiver(sid))
         return server
@@ -313,19 +317,54 @@ class Cluster:
         """Make ``sid``'s next save fail at ``operation`` (open, write or fsync; errno
         EMFILE, ENOSPC, EIO unless ``error`` says otherwise): the server stops at once
         (a ``storage-failure`` record) and stays down until :meth:`restart`."""
-        storage = self._server(sid).storage
-        if not isinstance(storage, CrashDiskStorage):
-            raise ValueError("fail_disk needs a cluster built with disk='crashdisk'")
+        storage = self._disk(sid, "fail_disk")
         storage.fail_next(operation, error=error)
         self._fault("disk-fault", target=sid, operation=operation)
 
+    def torn_write(self, sid: str) -> None:
+        """The power fails while ``sid`` writes its next log records: a prefix of them
+        reaches the disk, the last torn, and the server dies (recovery drops the torn
+        record, which no durable commit index covers)."""
+        self.fail_disk(sid, "torn")
+
+    def corrupt_disk(self, sid: str) -> int | None:
+        """A latent bad sector: ``sid``'s newest committed log record on disk will
+        fail its checksum when read back. The running server does not notice; when it
+        restarts it refuses to (the record is committed) and stays down. Returns the
+        index damaged (None: ``sid`` has no committed record on its disk)."""
+        index = self._disk(sid, "corrupt_disk").corrupt()
+        self._fault("disk-corrupt", target=sid, index=index)
+        return index
+
+    def slow_disk(self, sid: str, seconds: float) -> None:
+        """Every save of ``sid`` takes ``seconds`` of virtual time from now on (0: back
+        to an instant disk): what the server does after a save waits for it."""
+        if not 0.0 <= seconds <= 60.0:
+            raise ValueError(f"a save takes from 0 to 60 seconds, got {seconds:g}")
+        self._disk(sid, "slow_disk").save_seconds = seconds
+        self._fault("slow-disk", target=sid, seconds=seconds)
+
+    def _disk(self, sid: str, what: str) -> CrashDiskStorage:
+        storage = self._server(sid).storage
+        if not isinstance(storage, CrashDiskStorage):
+            raise ValueError(f"{what} needs a cluster built with disk='crashdisk'")
+        return storage
+
     def restart(self, sid: str) -> None:
+        """Start ``sid`` again from its disk. A disk that recovery finds damaged (a
+        committed record failing its checksum) makes the server refuse to start: a
+        ``refused-start`` record, and it stays down."""
         server = self._server(sid)
         if server.running:
             return
         self._fault("restart", target=sid)
         self.network.attach(sid, self._receiver(sid))
-        run_as_process(sid, server.start)
+        try:
+            run_as_process(sid, server.start)
+        except (StorageCorruptionError, StorageError) as exc:
+            self.network.detach(sid)
+            if self.recorder is not None:
+                self.recorder.record(sid, 0, "refused-start", {"error": str(exc)})
 
     def pause(self, sid: str) -> None:
         """SIGSTOP: ``sid`` handles nothing (no messages, no HTTP requests, no timers,

@@ -51,6 +51,11 @@ class StorageError(Exception):
                 "error": self.strerror}
 
 
+class PowerLoss(StorageError):
+    """The machine lost power in the middle of this save (a simulated torn write):
+    unlike a failed save, there is no process left to carry on."""
+
+
 class Storage(Protocol):
     def load(self) -> PersistentState:
         """Read back the durable state (a copy the caller may keep)."""

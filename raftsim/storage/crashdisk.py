@@ -34,6 +34,26 @@ naming a file, the operation and an errno, after doing what that fault leaves be
   after a failed writeback the cache may have dropped them: the unsynced writes keep a
   random prefix, as in a crash.
 
+Two more faults are armed by name and leave damage that only recovery sees:
+
+- ``torn`` (power lost in the middle of a log write): the next save that writes entries
+  leaves a prefix of them on the platter, the last of that prefix torn (its checksum
+  fails), and the server dies; what the save promised (its hard state) never arrives;
+- :meth:`CrashDiskStorage.corrupt` (a latent bad sector): a record already on the disk
+  later reads back with a checksum that fails. The running server does not notice (it
+  has the entry in memory).
+
+:meth:`CrashDiskStorage.load` recovers strictly, as :class:`~raftsim.storage.file.FileStorage`
+does: a bad last record beyond the durable commit index is a torn tail and is dropped;
+a bad record at or below it, or one followed by intact records, is damage a crash cannot
+explain, and ``load`` raises :class:`~raftsim.storage.file.StorageCorruptionError` (the
+server refuses to start).
+
+A slow disk (``save_seconds``): every save takes that much virtual time. The write is on
+the platter at once; the runtime holds back what follows the save (its sends and
+answers) until the time has passed (``Server.disk_seconds``), so Raft's order, persist
+before send, still holds.
+
 Every random choice comes from the ``rng`` handed in, and none is drawn unless there is
 something to lose or a fault rate to honour.
 """
@@ -42,9 +62,11 @@ from __future__ import annotations
 
 import errno as errnos
 import random
+from pathlib import Path
 
 from raftsim.core.messages import Entry, HardState, Snapshot
-from raftsim.storage.base import PersistentState, StorageError
+from raftsim.storage.base import PersistentState, PowerLoss, StorageError
+from raftsim.storage.file import StorageCorruptionError
 from raftsim.storage.memory import MemoryStorage
 
 #: what a fault can break, and the errno it reports unless told otherwise
@@ -53,6 +75,8 @@ FAULT_ERRNOS: dict[str, int] = {
     "write": errnos.ENOSPC,
     "fsync": errnos.EIO,
 }
+#: faults that are armed like the ones above but are no errno: the power fails mid-write
+TORN = "torn"
 
 
 class CrashDiskStorage:
@@ -88,17 +112,49 @@ class CrashDiskStorage:
         self._armed: list[tuple[str, int]] = []
         #: how many save() calls failed so far
         self.faults = 0
+        #: virtual seconds every save takes (a slow disk); 0 is instant
+        self.save_seconds = 0.0
+        #: how long the last save that succeeded took
+        self.last_save_seconds = 0.0
+        #: indexes of durable log records whose checksum fails when read back
+        self._bad: set[int] = set()
 
     def load(self) -> PersistentState:
+        """What the server reads back, after strict recovery of the damaged records."""
+        if self._bad:
+            self._recover()
         return self._visible.load()
+
+    def corrupt(self, index: int | None = None) -> int | None:
+        """Make the durable log record at ``index`` (default: the newest committed one,
+        the durable commit index) read back with a bad checksum. Returns the index
+        damaged, or None when there is no such record on the disk (nothing committed
+        yet, or the record is covered by a snapshot)."""
+        durable = self._durable
+        if index is None:
+            index = durable.hard_state.commit
+        entries = durable.load().entries
+        if not entries or not entries[0].index <= index <= entries[-1].index:
+            return None
+        self._bad.add(index)
+        return index
+
+    @property
+    def damaged(self) -> list[int]:
+        """The log records on the disk that fail their checksum, in index order."""
+        return sorted(self._bad)
 
     def fail_next(self, operation: str = "write", *, error: int | None = None) -> None:
         """Make the next ``save()`` fail at ``operation`` (``open``, ``write`` or
-        ``fsync``) with errno ``error`` (by default EMFILE, ENOSPC, EIO). Armed faults
-        queue up: each fails one save."""
+        ``fsync``) with errno ``error`` (by default EMFILE, ENOSPC, EIO), or tear the
+        next log write (``torn``: a :class:`~raftsim.storage.base.PowerLoss`). Armed
+        faults queue up: each fails one save."""
+        if operation == TORN:
+            self._armed.append((TORN, 0))
+            return
         if operation not in FAULT_ERRNOS:
             raise ValueError(f"unknown disk fault {operation!r}; faults are "
-                             f"{', '.join(FAULT_ERRNOS)}")
+                             f"{', '.join([*FAULT_ERRNOS, TORN])}")
         self._armed.append((operation, FAULT_ERRNOS[operation] if error is None else error))
 
     def save(
@@ -107,14 +163,19 @@ class CrashDiskStorage:
         entries: tuple[Entry, ...],
         snapshot: Snapshot | None,
     ) -> None:
-        fault = self._next_fault()
+        fault = self._next_fault(bool(entries) and snapshot is None)
         if fault is not None:
             self._fail(fault[0], fault[1], hard_state, entries, snapshot)
+        self.last_save_seconds = self.save_seconds
         if snapshot is not None:
             self.sync()
             self._durable.save(None, (), snapshot)
             self._visible.save(None, (), snapshot)
+            # the log files the snapshot covers are removed, bad records with them
+            self._bad = {i for i in self._bad if i > snapshot.index}
         if entries:
+            # rewritten records are read back as written now
+            self._bad = {i for i in self._bad if i < entries[0].index}
             self._visible.save(None, entries, None)
             self._unsynced.append(entries)
             self._writes_since_sync += 1
@@ -179,8 +240,10 @@ class CrashDiskStorage:
 
     # ------------------------------------------------------------------ faults
 
-    def _next_fault(self) -> tuple[str, int] | None:
-        if self._armed:
+    def _next_fault(self, writes_log: bool) -> tuple[str, int] | None:
+        """The fault this save meets. An armed torn write waits for a save that writes
+        log records (a hard state is replaced atomically: it cannot tear)."""
+        if self._armed and (self._armed[0][0] != TORN or writes_log):
             return self._armed.pop(0)
         if self.fault_rate and self._rng.random() < self.fault_rate:
             operation = self._rng.choice(sorted(FAULT_ERRNOS))
@@ -197,6 +260,9 @@ class CrashDiskStorage:
             target = f"{self.name}/wal"
         else:
             target = f"{self.name}/hardstate.bin"
+        if operation == TORN:
+            self._tear(entries)
+            raise PowerLoss(TORN, target, None, "power lost in the middle of the write")
         if snapshot is None and entries and operation == "write":
             written = self._rng.randint(0, len(entries) - 1)
             if written:
@@ -207,6 +273,43 @@ class CrashDiskStorage:
             self._unsynced.append(entries)
             self.crash()
         raise StorageError.simulated(operation, target, error)
+
+
+    def _tear(self, entries: tuple[Entry, ...]) -> None:
+        """Power fails while ``entries`` are written: earlier unsynced writes are lost
+        or kept as in a crash, then a prefix of ``entries`` reaches the platter, the
+        last record of it torn."""
+        self.crash()
+        if entries[0].index > self._durable.last_index + 1:
+            return  # the records before them were lost: the log ends there
+        reached = self._rng.randint(1, len(entries))
+        self._durable.save(None, entries[:reached], None)
+        self._bad = {i for i in self._bad if i < entries[0].index}
+        self._bad.add(entries[reached - 1].index)
+        self._visible = _copy(self._durable)
+
+    def _recover(self) -> None:
+        """Strict recovery (FileStorage's rule): drop a bad last record beyond the
+        durable commit index (a torn tail); refuse anything else."""
+        commit = self._durable.hard_state.commit
+        last = self._durable.last_index
+        wal = Path(self.name) / "wal"
+        for index in sorted(self._bad):
+            if index <= commit:
+                raise StorageCorruptionError(
+                    wal, None, f"log record {index} fails its checksum and is at or below "
+                               f"the saved commit index {commit}")
+            if index != last:
+                raise StorageCorruptionError(
+                    wal, None, f"log record {index} fails its checksum but intact records "
+                               f"follow it (up to {last}): not a torn tail")
+        state = self._durable.load()
+        self._durable = MemoryStorage(trailing_logs=self.trailing_logs)
+        self._durable.save(state.hard_state, tuple(e for e in state.entries
+                                                   if e.index not in self._bad),
+                           state.snapshot)
+        self._bad.clear()
+        self._visible = _copy(self._durable)
 
 
 def _copy(storage: MemoryStorage) -> MemoryStorage:

@@ -70,10 +70,22 @@ def _fault_sentence(rec: Record) -> str:
         return f"{target} is cut off from everyone"
     if fault == "heal":
         return "the network healed: every server can reach every other"
+    if fault in _DISK_FAULTS:
+        return _DISK_FAULTS[fault].format(target=target, **{
+            k: v for k, v in rec.items() if k not in ("target", "t", "kind")})
     details = ", ".join(f"{k}={v}" for k, v in rec.items()
                         if k not in ("t", "server", "term", "kind", "fault"))
     return f"network change: {fault} {details}".rstrip()
 
+
+#: disk faults (docs/scenarios.md, "Disk faults")
+_DISK_FAULTS = {
+    "disk-fault": "{target}'s disk will fail its next save ({operation})",
+    "disk-corrupt": "{target}'s log record {index} went bad on disk (latent: it is "
+                    "noticed only when {target} restarts)",
+    "slow-disk": "{target}'s disk now takes {seconds}s a save; what it does after each "
+                 "save waits for it",
+}
 
 _SIMPLE = {
     "election-timeout": "heard from no leader for an election timeout and starts an election",
@@ -91,6 +103,9 @@ _SIMPLE = {
                         "(voters {voters_text})",
     "crash": "",
     "start": "started with log up to index {last_index}, commit index {commit}",
+    "storage-failure": "could not save ({operation} {file}: {error}) and stopped at once "
+                       "(fail-stop) until it is restarted",
+    "refused-start": "refused to start: {error}",
     "pause": "",
     "resume": "",
 }
