@@ -41,6 +41,7 @@ from raftsim.runtime.kv import (
     KVItem,
     KVStore,
     check_command,
+    checked_command,
     decode_snapshot,
     encode_batch,
     encode_snapshot,
@@ -201,8 +202,10 @@ class Server:
         #: in that turn become one log entry
         self.group_commit = group_commit
         self._batch: list[Ready] = []
-        self._queued: deque[tuple[bytes, Completion]] = deque()
-        self._submitted: dict[int, tuple[int, list[Completion]]] = {}
+        #: commands submitted and not yet proposed: (bytes, completion, decoded command)
+        self._queued: deque[tuple[bytes, Completion, list[Any]]] = deque()
+        #: index -> (term, completions, decoded commands) of the entries proposed for them
+        self._submitted: dict[int, tuple[int, list[Completion], list[list[Any]]]] = {}
         #: group commit puts at most this many commands in one entry (0: as many as
         #: MAX_BATCH_BYTES allows; 1: one entry per command, as hashicorp/raft does)
         self.max_commands_per_entry = max_commands_per_entry
@@ -287,7 +290,7 @@ class Server:
         self._backlog.clear()
         queued, self._queued = self._queued, deque()
         self._pending_commands -= len(queued)
-        for _, done in queued:
+        for _, done, _ in queued:
             done(ServerStopped())
         if self._timer is not None:
             self._timer.cancel()
@@ -481,8 +484,7 @@ class Server:
         if len(self._backlog) >= MAX_APPLY_BACKLOG:
             raise Overloaded(f"{len(self._backlog)} committed entries are waiting to be "
                              f"applied, the limit is {MAX_APPLY_BACKLOG}")
-        check_command(command, batch=False)
-        self._queued.append((command, done))
+        self._queued.append((command, done, checked_command(command)))
         self._pending_commands += 1
         self._schedule_flush()
 
@@ -761,18 +763,18 @@ class Server:
                    and size + len(queued[0][0]) <= MAX_BATCH_BYTES):
                 size += len(queued[0][0])
                 group.append(queued.popleft())
-            data = group[0][0] if len(group) == 1 else encode_batch([c for c, _ in group])
+            data = group[0][0] if len(group) == 1 else encode_batch([g[0] for g in group])
             proposed += 1
             try:
                 ready = node.propose(data, time())
             except (NotLeader, ProposalDropped) as exc:
                 self._pending_commands -= len(group)
-                for _, done in group:
+                for _, done, _ in group:
                     done(exc)
                 continue
             assert ready.proposed is not None
             index, term = ready.proposed
-            self._submitted[index] = (term, [done for _, done in group])
+            self._submitted[index] = (term, [g[1] for g in group], [g[2] for g in group])
             self._batch.append(ready)
         if queued:
             self._schedule_flush()
@@ -999,7 +1001,7 @@ class Server:
             if group is not None:
                 self._pending_commands -= len(group[1])
                 if group[0] == entry.term:
-                    self._apply_submitted(entry, group[1])
+                    self._apply_submitted(entry, group[1], group[2])
                     continue
                 for done in group[1]:  # another leader's entry took its place
                     done(LeadershipLost())
@@ -1036,12 +1038,12 @@ class Server:
         self._pending_commands -= len(waiting)
         return waiting
 
-    def _apply_submitted(self, entry: Entry, waiting: list[Completion]) -> None:
-        if len(waiting) == 1:
-            waiting[0](self.kv.apply(entry.index, entry.data))
-            return
-        for done, result in zip(waiting, self.kv.apply_batch(entry.index, entry.data),
-                                strict=True):
+    def _apply_submitted(self, entry: Entry, waiting: list[Completion],
+                         ops: list[list[Any]]) -> None:
+        """Apply this leader's own entry from the commands decoded when they were
+        submitted (the entry's bytes are their encoding: decoding them again would give
+        the same), and answer each."""
+        for done, result in zip(waiting, self.kv.apply_ops(entry.index, ops), strict=True):
             done(result)
 
     def _fail_all(self, error: Exception) -> None:
@@ -1050,7 +1052,7 @@ class Server:
         committed = self.node.commit_index if self.node is not None else 0
         submitted = self._submitted
         self._submitted = {i: group for i, group in submitted.items() if i <= committed}
-        for index, (_, waiting) in submitted.items():
+        for index, (_, waiting, _) in submitted.items():
             if index > committed:
                 self._pending_commands -= len(waiting)
                 for done in waiting:
