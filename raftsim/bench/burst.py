@@ -234,7 +234,9 @@ def _worker_main(argv: Sequence[str]) -> None:
     parser.add_argument("--per-entry", type=int, default=1,
                         help="commands per log entry at most (0: group commit's batching)")
     args = parser.parse_args(argv)
-    asyncio.run(_worker(args))
+    from raftsim.live.agent import run_live
+
+    run_live(_worker(args))
 
 
 if __name__ == "__main__":

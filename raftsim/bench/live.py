@@ -697,7 +697,9 @@ def _worker_main(argv: Sequence[str]) -> None:
     if args.kind == "pysyncobj-worker":
         _pysyncobj_worker(args)
     else:
-        asyncio.run(_raftsim_worker(args))
+        from raftsim.live.agent import run_live
+
+        run_live(_raftsim_worker(args))  # the agent's own event loop (uvloop if there)
 
 
 if __name__ == "__main__":
