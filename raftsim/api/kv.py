@@ -65,6 +65,8 @@ def cas_of(request: web.Request) -> int | None:
     return cas
 
 
+_TRUE, _FALSE = b"true", b"false"
+
 #: seconds a client refused with 429 is told to wait before it retries
 RETRY_AFTER_SECONDS = 1
 
@@ -79,7 +81,9 @@ async def _write(request: web.Request, command: bytes) -> web.StreamResponse:
         response = text_response(429, f"{exc}")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return web.json_response(done)
+    # the two possible answers, encoded once (json_response would encode each anew)
+    return web.Response(body=_TRUE if done else _FALSE, content_type="application/json",
+                        charset="utf-8")
 
 
 def _too_large() -> ApiError:
