@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from raftsim.core.configuration import ConfigChange, Configuration
-from raftsim.core.errors import ChangeNotAllowedYet, NotLeader, ProposalDropped
+from raftsim.core.errors import (
+    ChangeNotAllowedYet,
+    NotLeader,
+    ProposalDropped,
+    UncommittedLimitReached,
+)
 from raftsim.core.messages import Entry, EntryKind, HardState, Message, Snapshot
 from raftsim.core.node import RaftNode
 from raftsim.core.ready import Ready, Role
@@ -752,6 +757,9 @@ class Server:
         the rest stays queued for the next flush (scheduled now)."""
         queued = self._queued
         per_entry = self.max_commands_per_entry or len(queued)
+        if per_entry == 1:
+            self._propose_one_per_entry(node, deadline)
+            return
         time = self.loop.time
         proposed = 0
         while queued and proposed < MAX_ENTRIES_PER_FLUSH:
@@ -776,6 +784,42 @@ class Server:
             index, term = ready.proposed
             self._submitted[index] = (term, [g[1] for g in group], [g[2] for g in group])
             self._batch.append(ready)
+        if queued:
+            self._schedule_flush()
+
+    def _propose_one_per_entry(self, node: RaftNode, deadline: float) -> None:
+        """``_propose_queued`` with one entry per command: runs of _CLOCK_STRIDE
+        commands are appended with one ``propose_many`` each (one round of messages and
+        one commit check per run, not per command)."""
+        queued = self._queued
+        submitted = self._submitted
+        time = self.loop.time
+        proposed = 0
+        while queued and proposed < MAX_ENTRIES_PER_FLUSH:
+            if proposed and time() >= deadline:
+                break
+            run = [queued.popleft() for _ in range(min(_CLOCK_STRIDE, len(queued)))]
+            proposed += len(run)
+            try:
+                ready, count = node.propose_many([c for c, _, _ in run], time())
+            except (NotLeader, ProposalDropped) as exc:
+                self._pending_commands -= len(run)
+                for _, done, _ in run:
+                    done(exc)
+                continue
+            assert ready.proposed is not None
+            first, term = ready.proposed
+            for offset in range(count):
+                _, done, op = run[offset]
+                submitted[first + offset] = (term, [done], [op])
+            self._batch.append(ready)
+            if count < len(run):  # the uncommitted limit took no more
+                refused = run[count:]
+                self._pending_commands -= len(refused)
+                error = UncommittedLimitReached(node.uncommitted_bytes,
+                                                self.settings.max_uncommitted_bytes)
+                for _, done, _ in refused:
+                    done(error)
         if queued:
             self._schedule_flush()
 
