@@ -150,6 +150,9 @@ class _Pending:
     future: asyncio.Future[bool]
 
 
+_COMMIT_TIMEOUT = "timed out waiting for the entry to commit"
+
+
 def _expire(fut: asyncio.Future[Any], message: str) -> None:
     if not fut.done():
         fut.set_exception(RequestTimeout(message))
@@ -220,6 +223,10 @@ class Server:
         self._pending_commands = 0
         #: when the running flush must yield to the event loop (loop time)
         self._flush_deadline = float("inf")
+        #: (deadline, future) of writes waiting to commit, in deadline order, and the one
+        #: timer that expires them (see _expire_at)
+        self._expiries: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        self._expiry_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._flushing = False
         self._saved_hard_state: HardState | None = None
@@ -513,12 +520,33 @@ class Server:
                     fut.set_result(outcome)
 
         self.submit(command, done)
-        timer = self.loop.call_later(timeout, _expire, fut,
-                                     "timed out waiting for the entry to commit")
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+        self._expire_at(self.loop.time() + timeout, fut)
+        return await fut
+
+    def _expire_at(self, deadline: float, fut: asyncio.Future[bool]) -> None:
+        """Fail ``fut`` with RequestTimeout at ``deadline`` unless it is done by then.
+        Writes waiting with the same timeout expire in the order they were submitted,
+        so one timer for all of them does (not one per write: a timer handle, a heap
+        push and a cancel per HTTP write); one that would expire before the last in
+        line gets a timer of its own."""
+        expiries = self._expiries
+        if expiries and deadline < expiries[-1][0]:
+            self.loop.call_at(deadline, _expire, fut, _COMMIT_TIMEOUT)
+            return
+        expiries.append((deadline, fut))
+        if self._expiry_timer is None:
+            self._expiry_timer = self.loop.call_at(deadline, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._expiry_timer = None
+        expiries = self._expiries
+        now = self.loop.time()
+        while expiries and (expiries[0][0] <= now or expiries[0][1].done()):
+            _, fut = expiries.popleft()
+            if not fut.done():
+                fut.set_exception(RequestTimeout(_COMMIT_TIMEOUT))
+        if expiries:
+            self._expiry_timer = self.loop.call_at(expiries[0][0], self._expire_due)
 
     async def read_barrier(self, *, timeout: float = 5.0) -> int:
         """ReadIndex (§6.4): once this returns, reading local state is linearizable.
