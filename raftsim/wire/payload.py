@@ -154,31 +154,43 @@ def command_problem(data: bytes, *, batch: bool = True) -> str | None:
 
     Every follower runs this on every entry it receives, so an unconditional put (what
     most entries are) is checked inline; everything else takes the general path."""
-    return decode_command(data, batch=batch)[1]
+    try:
+        op = _unpackb(data)  # msgpack's defaults: UTF-8 strs, str keys, lengths <= len(data)
+    except Exception as exc:  # any of msgpack's errors, RecursionError included
+        return f"not one msgpack value ({type(exc).__name__})"
+    if (type(op) is list and len(op) == 4 and op[0] == "put" and op[3] is None
+            and type(op[1]) is str and type(op[2]) is bytes):
+        return None
+    return _op_problem(op, batch)
 
 
 def decode_command(data: bytes, *, batch: bool = True) -> tuple[Any, str | None]:
-    """``data`` decoded, and what is wrong with it as a COMMAND entry's data (None: it is
-    one; see ``command_problem``, which this is): a leader validates a command once and
-    applies what it decoded, instead of decoding it again."""
+    """``data`` decoded, and what ``command_problem`` says of it (the same checks): a
+    leader validates a command once and applies what it decoded, instead of decoding
+    it again."""
     try:
-        op = _unpackb(data)  # msgpack's defaults: UTF-8 strs, str keys, lengths <= len(data)
+        op = _unpackb(data)
     except Exception as exc:  # any of msgpack's errors, RecursionError included
         return None, f"not one msgpack value ({type(exc).__name__})"
     if (type(op) is list and len(op) == 4 and op[0] == "put" and op[3] is None
             and type(op[1]) is str and type(op[2]) is bytes):
         return op, None
+    return op, _op_problem(op, batch)
+
+
+def _op_problem(op: Any, batch: bool) -> str | None:
+    """``command_problem`` past its inline fast path: a decoded command, or None."""
     if type(op) is list and len(op) >= 1 and op[0] == "batch":
         if not batch:
-            return op, "a batch cannot go into another batch"
+            return "a batch cannot go into another batch"
         if len(op) != 2 or type(op[1]) is not list:
-            return op, "batch is [\"batch\", [command, ...]]"
+            return "batch is [\"batch\", [command, ...]]"
         for position, sub in enumerate(op[1]):
             problem = _single_problem(sub)
             if problem is not None:
-                return op, f"batch[{position}]: {problem}"
-        return op, None
-    return op, _single_problem(op)
+                return f"batch[{position}]: {problem}"
+        return None
+    return _single_problem(op)
 
 
 # ---------------------------------------------------------------- snapshot payloads
