@@ -365,12 +365,15 @@ def _cmd_bench_live(args: argparse.Namespace) -> int:
     from raftsim.bench.live import run_live_bench
 
     result = run_live_bench(seconds=args.seconds, compare=args.compare,
-                            progress=None if args.json else sys.stderr)
+                            progress=None if args.json else sys.stderr, window=args.window,
+                            repeats=args.repeats, latency_rate=args.latency_rate)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
         for key, value in result.items():
-            print(f"{key:>36}: {value}")
+            if key != "details":
+                print(f"{key:>36}: {value}")
+        print(json.dumps(result["details"], indent=1))
     return 0
 
 
@@ -465,14 +468,25 @@ def _add_live_commands(sub: Any, bench_sub: Any) -> None:
 
     live = bench_sub.add_parser(
         "live", help="committed writes/s of a 3-process loopback cluster",
-        description="Committed KV writes per second on a 3-server loopback cluster: "
-                    "proposed in the leader's process (fsync never and always) and over "
-                    "HTTP; commit latency at half the peak rate.")
+        description="Committed KV writes per second on a 3-server loopback cluster, "
+                    "proposed in the leader's process with one log entry per command and "
+                    "batched (fsync never, and batched with fsync always), and over HTTP; "
+                    "commit latency at one fixed offered rate. Each figure is the median "
+                    "of interleaved repeats; a run with a failed write or a leader change "
+                    "makes the result invalid.")
     live.add_argument("--json", action="store_true", help="print one JSON object")
     live.add_argument("--compare", choices=("pysyncobj",), default=None,
-                      help="also measure PySyncObj's replicated counter the same way")
+                      help="also measure PySyncObj the same way, run for run (the same "
+                           "command, durability, batching, window and latency rate)")
     live.add_argument("--seconds", type=_positive_float, default=5.0,
                       help="length of each measured run (default 5)")
+    live.add_argument("--window", type=_positive_int, default=8000,
+                      help="writes in flight in the closed loop (default 8000)")
+    live.add_argument("--repeats", type=_positive_int, default=3,
+                      help="interleaved repeats; figures are their medians (default 3)")
+    live.add_argument("--latency-rate", type=_positive_int, default=2000,
+                      help="the offered writes/s at which latency is measured, the same "
+                           "for every system (default 2000)")
     live.set_defaults(func=_cmd_bench_live)
 
 

@@ -10,13 +10,16 @@ from raftsim.api import SimApi
 from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
 
-#: small writes, so group commit packs thousands into each log entry (64 KiB): applying
-#: one such entry takes milliseconds, and a flush applies about one entry, so the whole
-#: backlog takes far longer to apply (about half a second here) than the read may wait,
-#: and far longer than the few loop turns the read's HTTP request takes to arrive
-WRITES = 500_000
-#: far shorter than applying the backlog takes, far longer than one loop turn
-READ_TIMEOUT = 0.1
+#: entries and their size: enough committed bytes that applying them takes many
+#: event-loop turns (a group-commit flush applies about 64 KiB)
+BACKLOG_ENTRIES = 400
+VALUE = b"v" * 60_000
+#: far shorter than applying the backlog takes (a leader applies its own writes from the
+#: commands it decoded at submit, so ~2 entries a turn cost little: ~3 ms for the
+#: backlog on this machine), far longer than one loop turn
+READ_TIMEOUT = 0.0005
+#: ``asyncio.sleep`` of this yields for one event-loop turn
+ONE_TURN = 0
 
 
 def test_a_read_that_times_out_waiting_for_the_state_machine_is_500_timed_out() -> None:
@@ -36,14 +39,21 @@ def test_a_read_that_times_out_waiting_for_the_state_machine_is_500_timed_out() 
 
         def done(outcome: bool | Exception) -> None:
             outcomes.append(outcome)
-            if len(outcomes) == WRITES:
+            if len(outcomes) == BACKLOG_ENTRIES:
                 drained.set_result(None)
 
-        for n in range(WRITES):
-            server.submit(encode_put(f"k{n % 1000}", b"v%d" % n), done)
-        response = await api.request("s1", "GET", f"/v1/kv/k{(WRITES - 1) % 1000}")
+        for n in range(BACKLOG_ENTRIES):
+            server.submit(encode_put(f"k{n}", VALUE), done)
+        # A flush proposes in slices (backpressure): wait, one event-loop turn at a time,
+        # until every write is committed and most still wait to be applied.
+        node = server.node
+        assert node is not None
+        while node.commit_index < node.log.last_index or node.log.last_index < BACKLOG_ENTRIES:
+            await asyncio.sleep(ONE_TURN)
+        assert server.apply_backlog > BACKLOG_ENTRIES // 2
+        response = await api.request("s1", "GET", f"/v1/kv/k{BACKLOG_ENTRIES - 1}")
         await drained  # every write is applied before the cluster closes
-        assert outcomes == [True] * WRITES
+        assert outcomes == [True] * BACKLOG_ENTRIES
         return response.status, response.text
 
     try:
@@ -52,4 +62,4 @@ def test_a_read_that_times_out_waiting_for_the_state_machine_is_500_timed_out() 
         api.close()
         cluster.close()
     assert status == 500
-    assert text.startswith("timed out"), text
+    assert text.startswith("timed out waiting for the state machine to apply"), text

@@ -26,13 +26,38 @@ log = logging.getLogger(__name__)
 
 
 @web.middleware
-async def answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn refusals into text/plain answers and put ``X-Nomad-KnownLeader`` on every
-    response. An exception that is no refusal is a bug: it is logged (method, route and
-    traceback; never headers) and answered 500."""
+async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request's one middleware (one layer instead of three: each layer is a
+    coroutine and a wrapper on every request's path). In order:
+
+    - an absolute-form request target (``GET http://host:port/v1/... HTTP/1.1``, which
+      RFC 9112 says a server must accept) is served as its origin form, ``/v1/...``:
+      handlers and forwarding read the raw path, escapes and all;
+    - on a real port, the whole body is read within the body timeout before the handler
+      runs (aiohttp would wait for a half-sent body forever); 408 otherwise. A body that
+      is already here (every in-memory exchange, most small writes) is not waited for;
+    - refusals become text/plain answers and ``X-Nomad-KnownLeader`` goes on every
+      response. An exception that is no refusal is a bug: it is logged (method, route
+      and traceback; never headers) and answered 500.
+    """
     state = request.app[STATE]
     try:
-        response = await handler(request)
+        raw = request.raw_path
+        if not raw.startswith("/"):
+            parts = urlsplit(raw)
+            origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            request = request.clone(rel_url=URL(origin, encoded=True))
+        timeout = state.body_timeout
+        if timeout is not None and request.body_exists and not request.content.is_eof():
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.read()  # kept by aiohttp for the handler's own read()
+            except TimeoutError:
+                late = text_response(408, f"the request body did not arrive within "
+                                          f"{timeout:g} s")
+                late.force_close()
+                return _with_known_leader(late, state)
+        response: web.StreamResponse = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own: no route, body too large...
         message = PAGE_NOT_FOUND if exc.status == 404 else (exc.text or exc.reason)
         response = text_response(exc.status, message)
@@ -44,40 +69,13 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
             log.exception("unexpected error answering %s %s", request.method, where)
             error = ApiError(500, f"internal error: {type(exc).__name__}")
         response = text_response(error.status, error.message)
+    return _with_known_leader(response, state)
+
+
+def _with_known_leader(response: web.StreamResponse, state: ApiState) -> web.StreamResponse:
     if KNOWN_LEADER not in response.headers:
         response.headers[KNOWN_LEADER] = "true" if known_leader(state) else "false"
     return response
-
-
-@web.middleware
-async def origin_form(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Serve an absolute-form request target (``GET http://host:port/v1/... HTTP/1.1``,
-    which RFC 9112 says a server must accept) as its origin form, ``/v1/...``: handlers
-    and forwarding read the raw path, escapes and all."""
-    raw = request.raw_path
-    if not raw.startswith("/"):
-        parts = urlsplit(raw)
-        origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = request.clone(rel_url=URL(origin, encoded=True))
-    return await handler(request)
-
-
-@web.middleware
-async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """On a real port, read the whole body within the body timeout before the handler
-    runs (aiohttp would wait for a half-sent body forever); 408 otherwise. A body that
-    is already here (every in-memory exchange) is not waited for at all."""
-    timeout = request.app[STATE].body_timeout
-    if timeout is not None and request.body_exists and not request.content.is_eof():
-        try:
-            async with asyncio.timeout(timeout):
-                await request.read()  # kept by aiohttp for the handler's own read()
-        except TimeoutError:
-            response = text_response(
-                408, f"the request body did not arrive within {timeout:g} s")
-            response.force_close()
-            return response
-    return await handler(request)
 
 
 def build_app(
@@ -100,7 +98,7 @@ def build_app(
     """
     if leader_hold < 0 or request_timeout <= 0:
         raise ValueError("leader_hold must be >= 0 and request_timeout > 0")
-    app = web.Application(middlewares=[answer_errors, origin_form, read_body_in_time],
+    app = web.Application(middlewares=[front_door],
                           client_max_size=MAX_VALUE_BYTES)
     app[STATE] = ApiState(server=server, directory=directory or MemberDirectory(),
                           acl=acl or Acl(), leader_hold=leader_hold,

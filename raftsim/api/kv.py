@@ -7,9 +7,10 @@ leads with a ReadIndex round (``Server.read_barrier``) before reading; ``?stale`
 the answering server's own copy.
 
 A leader holding too many uncommitted bytes (a slow quorum; ``max_uncommitted_bytes``,
-64 MiB by default) refuses writes with 429 Too Many Requests, a text/plain message saying
-why and a ``Retry-After`` header, instead of queueing them in memory: the write did not
-happen and can be sent again.
+64 MiB by default), or too many writes not yet answered (group commit's bounded queues:
+``Overloaded``, more writes offered than it commits), refuses writes with 429 Too Many
+Requests, a text/plain message saying why and a ``Retry-After`` header, instead of
+queueing them in memory: the write did not happen and can be sent again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from raftsim.api.meta import read_headers
 from raftsim.api.params import query_value, stale
 from raftsim.api.state import STATE
 from raftsim.core.errors import UncommittedLimitReached
+from raftsim.runtime.errors import Overloaded
 from raftsim.runtime.kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, encode_delete, encode_put
 
 PREFIX = "/v1/kv/"
@@ -63,20 +65,25 @@ def cas_of(request: web.Request) -> int | None:
     return cas
 
 
+_TRUE, _FALSE = b"true", b"false"
+
 #: seconds a client refused with 429 is told to wait before it retries
 RETRY_AFTER_SECONDS = 1
 
 
 async def _write(request: web.Request, command: bytes) -> web.StreamResponse:
-    """Propose ``command`` at the leader; 429 if it holds too much uncommitted."""
+    """Propose ``command`` at the leader; 429 if it holds too much uncommitted, or too
+    many writes in flight."""
     state = request.app[STATE]
     try:
         done = await state.server.propose(command, timeout=state.request_timeout)
-    except UncommittedLimitReached as exc:
+    except (UncommittedLimitReached, Overloaded) as exc:
         response = text_response(429, f"{exc}")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return web.json_response(done)
+    # the two possible answers, encoded once (json_response would encode each anew)
+    return web.Response(body=_TRUE if done else _FALSE, content_type="application/json",
+                        charset="utf-8")
 
 
 def _too_large() -> ApiError:

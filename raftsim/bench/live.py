@@ -1,21 +1,36 @@
-"""How fast a live cluster commits (``raftsim bench live``).
+"""How fast a live cluster commits, side by side with PySyncOj (``raftsim bench live``).
 
-Three server processes on loopback. Throughput is committed KV writes per second:
+Three server processes on loopback, each measured run in fresh processes. Like for like:
 
-- ``inproc``: proposed in the leader's process, as PySyncObj's benchmark does it. The
-  leader's process keeps a window of writes in flight (``Server.submit`` with a
-  completion callback, like PySyncObj's ``callback=``) and counts completions over
-  ``seconds``; each of a few window sizes is tried and the best is the peak. Once with
-  ``fsync="never"``, once with ``fsync="always"``.
-- ``http``: ``PUT /v1/kv/<key>`` from this process (aiohttp, a few dozen requests in
-  flight) to the leader of a cluster of real ``raftsim agent`` processes (fsync always).
-- latency: at half the peak rate (fsync never, and fsync always), offered open-loop in
-  1 ms slots, the time from submitting a write to its completion: p50 and p99 in ms.
-- ``--compare pysyncobj``: PySyncObj's replicated counter (3 processes, batching on,
-  its default in-memory journal) measured exactly like ``inproc``.
+- **the same command**: every write is one 22-byte msgpack ``put`` of an 8-byte value
+  (10,000 keys), applied to a key-value dict on both systems (PySyncObj gets the bytes as
+  its replicated method's argument and applies them the same way);
+- **the same durability**: PySyncObj keeps its journal in memory, so the compared raftsim
+  runs use ``fsync="never"``; ``fsync_always_batched_ops_per_second`` is raftsim alone;
+- **the same batching**, both ways: *unbatched*, one log entry per command on both
+  (raftsim with ``max_commands_per_entry=1``, as hashicorp/raft does); *batched*,
+  raftsim's group commit (the commands of one event-loop turn in one entry, at most
+  64 KiB) and PySyncObj given the same: the commands submitted since its last batch go
+  as one replicated call of at most 64 KiB of commands;
+- **in process**: the leader's process keeps a fixed window of writes in flight (a
+  completion callback submits the next) and counts completions for ``seconds``;
+- **every failure counted**: a write that fails (leadership lost, a queue full, no
+  answer) is counted, as is any leadership change during a run; a figure from a run
+  with either is marked invalid (``valid`` false), never dropped or replaced;
+- **latency at one common offered rate** (``latency_rate``, the same for both, one entry
+  per command, fsync never): writes offered open-loop in 1 ms slots; p50 and p99 of the
+  time from submit to completion;
+- **medians of interleaved repeats**: each repeat runs every configuration once, in the
+  same order (raftsim then PySyncObj, so machine noise hits both alike), and each figure
+  is the median over the repeats.
 
-Values are small (8 bytes, 10,000 keys). Every worker is a process started with
-``python -m raftsim.bench.live``; the one that leads prints its figures as a JSON line.
+``http_ops_per_second``: ``PUT /v1/kv/<key>`` from this process (aiohttp, 48 requests in
+flight) to the leader of three real ``raftsim agent`` processes (fsync always); a non-200
+answer counts as a failed write. For load generators such as ``wrk`` and the etcd and
+hashicorp/raft reference programs, see docs/benchmarks.md.
+
+Every worker is a process started with ``python -m raftsim.bench.live``; the one that
+leads prints its figures as a JSON line.
 """
 
 from __future__ import annotations
@@ -27,24 +42,40 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from raftsim.live.ports import free_port_run, free_ports
 from raftsim.runtime.kv import encode_put
 
-#: window sizes (writes in flight) tried for the peak; the best one counts
-WINDOWS = (1000, 4000, 16000, 32000)
+#: writes in flight in the closed loop (both systems)
+WINDOW = 8000
+#: the common offered rate (writes/s) at which latency is measured on both systems
+LATENCY_RATE = 2000
+#: interleaved repeats; each figure is their median
+REPEATS = 3
 KEYS = 10_000
 VALUE = b"v" * 8
 #: seconds to wait for a leader, and for the last writes of a run to finish
 SETTLE_TIMEOUT = 30.0
+#: a batch (both systems) holds at most this many command bytes (raftsim's group commit)
+MAX_BATCH_BYTES = 64 * 1024
+#: how often a waiting loop looks at its condition again
+POLL = 0.01
+#: the keys of ``--json``, which other tools read
+JSON_KEYS = ("unbatched_ops_per_second", "batched_ops_per_second",
+             "fsync_always_batched_ops_per_second", "pysyncobj_unbatched_ops_per_second",
+             "pysyncobj_batched_ops_per_second", "failed_writes", "leader_changes",
+             "latency_rate", "p50_ms", "p99_ms", "pysyncobj_p50_ms", "pysyncobj_p99_ms",
+             "http_ops_per_second")
 
 
 # ---------------------------------------------------------------------- measuring
@@ -60,42 +91,61 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 class Load:
     """Writes offered to one ``submit(command, done)`` function, closed- or open-loop.
 
-    ``submit`` raises when the leader cannot take writes now; ``done`` is called with
-    the result (a bool) or an exception, in the order the writes were submitted (a log
+    ``submit`` raises when the leader cannot take a write now: a refusal meant as
+    backpressure (``refuse``: raftsim's Overloaded) is counted in ``refused`` and the
+    write is not made; anything else is a failed write. ``done`` is called with the
+    result (True) or what failed it, in the order the writes were submitted (a log
     applies in order), so latencies pair up with a queue of start times. Completions
-    are counted only while ``counting``; with ``refill`` each completion submits anew
-    (closed loop)."""
+    are counted only while ``counting``; with ``refill`` each answer tops the writes
+    in flight up to ``window`` again (closed loop; after a refusal, at the next
+    answer)."""
 
     def __init__(self, submit: Callable[[bytes, Callable[[Any], None]], None],
-                 encode: Callable[[int], bytes], clock: Callable[[], float]) -> None:
+                 encode: Callable[[int], bytes], clock: Callable[[], float],
+                 refuse: tuple[type[BaseException], ...] = ()) -> None:
         self.submit = submit
         self.encode = encode
         self.clock = clock
+        self.refuse = refuse
         self.sent = 0
         self.outstanding = 0
         self.completed = 0
         self.failed = 0
+        self.refused = 0
+        #: writes still unanswered when the run gave up waiting (counted as failed)
+        self.unanswered = 0
+        self.window = 0
         self.counting = False
         self.refill = False
         self.latencies: list[float] | None = None
         self._starts: deque[float] = deque()
 
-    def one(self) -> None:
+    def one(self) -> bool:
+        """Offer one write; False if it was refused or failed at once."""
         self.sent += 1
         self.outstanding += 1
         if self.latencies is not None:
             self._starts.append(self.clock())
         try:
             self.submit(self.encode(self.sent), self.done)
-        except Exception:
+        except Exception as exc:
             self.outstanding -= 1
-            self.failed += 1
+            if isinstance(exc, self.refuse):
+                self.refused += 1
+            else:
+                self.failed += 1
             if self.latencies is not None:
                 self._starts.pop()
+            return False
+        return True
+
+    def top_up(self) -> None:
+        while self.outstanding < self.window and self.one():
+            pass
 
     def done(self, outcome: Any) -> None:
         self.outstanding -= 1
-        if outcome.__class__ is bool:
+        if outcome is True:
             if self.counting:
                 self.completed += 1
         else:
@@ -103,7 +153,7 @@ class Load:
         if self.latencies is not None:
             self.latencies.append(self.clock() - self._starts.popleft())
         if self.refill:
-            self.one()
+            self.top_up()
 
 
 _KEY_NAMES = [f"k{n}" for n in range(KEYS)]
@@ -113,12 +163,38 @@ def _encode(n: int) -> bytes:
     return encode_put(_KEY_NAMES[n % KEYS], VALUE)
 
 
+@dataclass
+class RunFigures:
+    """What one measured run (one system, one configuration, fresh processes) gave."""
+
+    ops_per_second: float
+    failed: int
+    leader_changes: int
+    refused: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    latency_achieved: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ops_per_second": round(self.ops_per_second), "failed": self.failed,
+                "leader_changes": self.leader_changes, "refused": self.refused,
+                "p50_ms": self.p50_ms, "p99_ms": self.p99_ms,
+                "latency_achieved": self.latency_achieved}
+
+
+def _latency_figures(figures: dict[str, Any], latencies: list[float], achieved: float) -> None:
+    figures["p50_ms"] = round(percentile(latencies, 0.50) * 1000, 3)
+    figures["p99_ms"] = round(percentile(latencies, 0.99) * 1000, 3)
+    figures["latency_achieved"] = round(achieved)
+
+
 # ---------------------------------------------------------------------- raftsim worker
 
 
 async def _raftsim_worker(args: argparse.Namespace) -> None:
     from raftsim.core.ready import Role
     from raftsim.live.agent import Agent, AgentConfig
+    from raftsim.runtime.errors import Overloaded
 
     loop = asyncio.get_running_loop()
     peers = dict(p.split("=", 1) for p in args.peer)
@@ -135,43 +211,50 @@ async def _raftsim_worker(args: argparse.Namespace) -> None:
         return node is not None and node.role is Role.LEADER and node.committed_in_term
 
     deadline = loop.time() + SETTLE_TIMEOUT
-    while not leading():
-        if loop.time() > deadline and server.role is not Role.LEADER:
-            break
-        await asyncio.sleep(0.05)
+    while not leading() and loop.time() < deadline:
+        await asyncio.sleep(POLL)
     if not leading():  # a follower: serve until the parent stops us
         await asyncio.Event().wait()
+    server.max_commands_per_entry = 1 if args.mode == "unbatched" else 0
+    role_changes = 0
+    observer = server.observer
+
+    def watch(sid: str, term: int, kind: str, fields: dict[str, Any]) -> None:
+        nonlocal role_changes
+        if kind == "role":
+            role_changes += 1
+        if observer is not None:
+            observer(sid, term, kind, fields)
+
+    server.observer = watch
     warm_up = min(1.0, args.seconds)
     await asyncio.sleep(warm_up / 2)  # let the followers' connections settle
-    load = Load(server.submit, _encode, time.perf_counter)
-    result: dict[str, Any] = {"windows": {}}
-    await _closed_loop(load, 1000, warm_up)
-    for window in args.windows:
-        result["windows"][str(window)] = round(await _closed_loop(load, window, args.seconds))
-    peak = max(result["windows"].values())
-    result["peak"] = peak
-    if args.latency:
-        latencies, achieved = await _open_loop(load, peak / 2, args.seconds)
-        result["p50_ms"] = round(percentile(latencies, 0.50) * 1000, 3)
-        result["p99_ms"] = round(percentile(latencies, 0.99) * 1000, 3)
-        result["latency_rate"] = round(peak / 2)
-        result["latency_achieved"] = round(achieved)
-    result["failed"] = load.failed
-    print(json.dumps(result), flush=True)
+    load = Load(server.submit, _encode, time.perf_counter, refuse=(Overloaded,))
+    await _closed_loop(load, min(args.window, 1000), warm_up)
+    figures: dict[str, Any] = {"ops_per_second": await _closed_loop(load, args.window,
+                                                                    args.seconds)}
+    if args.latency_rate:
+        latencies, achieved = await _open_loop(load, args.latency_rate, args.seconds)
+        _latency_figures(figures, latencies, achieved)
+    figures["failed"] = load.failed + load.unanswered
+    figures["refused"] = load.refused
+    figures["leader_changes"] = role_changes
+    print(json.dumps(figures), flush=True)
     await asyncio.Event().wait()
 
 
 async def _drain(load: Load) -> None:
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while load.outstanding and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(POLL)
+    load.unanswered = load.outstanding  # never answered: as good as failed
 
 
 async def _closed_loop(load: Load, window: int, seconds: float) -> float:
     load.completed = 0
+    load.window = window
     load.refill = True
-    for _ in range(window):
-        load.one()
+    load.top_up()
     await asyncio.sleep(0.2)  # reach the steady state before counting
     load.counting = True
     start = time.perf_counter()
@@ -188,7 +271,6 @@ async def _open_loop(load: Load, rate: float, seconds: float) -> tuple[list[floa
     rate of completions meanwhile (below ``rate``: the offer was more than the machine
     could take at that moment, and the latencies are queueing)."""
     latencies: list[float] = []
-    await _drain(load)
     load.latencies = latencies
     load.completed = 0
     load.counting = True
@@ -211,45 +293,96 @@ async def _open_loop(load: Load, rate: float, seconds: float) -> tuple[list[floa
 
 
 def _pysyncobj_worker(args: argparse.Namespace) -> None:
+    """PySyncObj's replicated KV: the same command bytes applied the same way; batched:
+    the commands submitted since the last batch, at most MAX_BATCH_BYTES, as one call."""
+    import msgpack
     from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
-    class Counter(SyncObj):  # type: ignore[misc]
+    class Store(SyncObj):  # type: ignore[misc]
         def __init__(self, me: str, others: list[str]) -> None:
             super().__init__(me, others, SyncObjConf(appendEntriesUseBatch=True))
-            self.value = 0
+            self.items: dict[str, bytes] = {}
 
         @replicated  # type: ignore[misc]
-        def inc(self) -> int:
-            self.value += 1
-            return self.value
+        def apply(self, command: bytes) -> bool:
+            _, key, value, _ = msgpack.unpackb(command)
+            self.items[key] = value
+            return True
 
-    counter = Counter(args.rpc, [p.split("=", 1)[1] for p in args.peer])
+        @replicated  # type: ignore[misc]
+        def apply_batch(self, commands: list[bytes]) -> list[bool]:
+            items = self.items
+            for command in commands:
+                _, key, value, _ = msgpack.unpackb(command)
+                items[key] = value
+            return [True] * len(commands)
+
+    store = Store(args.rpc, [p.split("=", 1)[1] for p in args.peer])
     pause = threading.Event()  # never set: bounded waits
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while counter._getLeader() is None and time.monotonic() < deadline:
-        pause.wait(0.05)
+    while store._getLeader() is None and time.monotonic() < deadline:
+        pause.wait(POLL)
     warm_up = min(1.0, args.seconds)
     pause.wait(warm_up)
-    if counter._getLeader() != counter.selfNode:
+    if store._getLeader() != store.selfNode:
         pause.wait()  # a follower: serve until the parent stops us
-    lock = threading.RLock()  # a full queue calls back at once, inside inc()
+    lock = threading.RLock()  # a full queue calls back at once, inside apply()
+    batching = args.mode == "batched"
+    queued: list[tuple[bytes, Callable[[Any], None]]] = []
+    wake = threading.Condition(lock)
 
     def submit(command: bytes, done: Callable[[Any], None]) -> None:
+        if batching:
+            queued.append((command, done))
+            wake.notify()
+            return
+
         def callback(result: Any, error: Any) -> None:
             with lock:
                 done(True if error == FAIL_REASON.SUCCESS else RuntimeError(str(error)))
 
-        counter.inc(callback=callback)
+        store.apply(command, callback=callback)
 
-    load = Load(submit, lambda n: b"", time.perf_counter)
-    result: dict[str, Any] = {"windows": {}}
+    def batcher() -> None:
+        """PySyncObj's group commit: whatever was submitted meanwhile, as one call."""
+        while True:
+            with lock:
+                while not queued:
+                    wake.wait()
+                taken = queued[:]
+                del queued[:]
+            start = 0
+            while start < len(taken):
+                end, size = start, 0
+                while end < len(taken) and (end == start
+                                            or size + len(taken[end][0]) <= MAX_BATCH_BYTES):
+                    size += len(taken[end][0])
+                    end += 1
+                group = taken[start:end]
+                start = end
+
+                def callback(result: Any, error: Any,
+                             group: list[tuple[bytes, Callable[[Any], None]]] = group) -> None:
+                    outcome: Any = True
+                    if error != FAIL_REASON.SUCCESS:
+                        outcome = RuntimeError(str(error))
+                    with lock:
+                        for _, done in group:
+                            done(outcome)
+
+                store.apply_batch([c for c, _ in group], callback=callback)
+
+    if batching:
+        threading.Thread(target=batcher, daemon=True).start()
+    term = store.getStatus()["raft_term"]
+    load = Load(submit, _encode, time.perf_counter)
 
     def closed_loop(window: int, seconds: float) -> float:
         with lock:
             load.completed = 0
+            load.window = window
             load.refill = True
-            for _ in range(window):
-                load.one()
+            load.top_up()
         pause.wait(0.2)
         with lock:
             load.counting = True
@@ -260,17 +393,49 @@ def _pysyncobj_worker(args: argparse.Namespace) -> None:
             load.refill = False
             completed = load.completed
         elapsed = time.perf_counter() - start
-        end = time.monotonic() + SETTLE_TIMEOUT
-        while load.outstanding and time.monotonic() < end:
-            pause.wait(0.01)
+        drain()
         return completed / elapsed
 
-    closed_loop(1000, warm_up)
-    for window in args.windows:
-        result["windows"][str(window)] = round(closed_loop(window, args.seconds))
-    result["peak"] = max(result["windows"].values())
-    result["failed"] = load.failed
-    print(json.dumps(result), flush=True)
+    def drain() -> None:
+        end = time.monotonic() + SETTLE_TIMEOUT
+        while load.outstanding and time.monotonic() < end:
+            pause.wait(POLL)
+        with lock:
+            load.unanswered = load.outstanding
+
+    def open_loop(rate: float, seconds: float) -> tuple[list[float], float]:
+        latencies: list[float] = []
+        with lock:
+            load.latencies = latencies
+            load.completed = 0
+            load.counting = True
+        start = time.perf_counter()
+        sent = 0
+        while (now := time.perf_counter()) - start < seconds:
+            due = int((now - start) * rate) - sent
+            with lock:
+                for _ in range(due):
+                    load.one()
+            sent += due
+            pause.wait(0.001)
+        achieved = load.completed / (time.perf_counter() - start)
+        drain()
+        with lock:
+            load.counting = False
+            load.latencies = None
+        return latencies, achieved
+
+    closed_loop(min(args.window, 1000), warm_up)
+    figures: dict[str, Any] = {"ops_per_second": closed_loop(args.window, args.seconds)}
+    if args.latency_rate:
+        latencies, achieved = open_loop(args.latency_rate, args.seconds)
+        _latency_figures(figures, latencies, achieved)
+    figures["failed"] = load.failed + load.unanswered
+    figures["refused"] = 0
+    status = store.getStatus()
+    figures["leader_changes"] = (status["raft_term"] - term
+                                 + (0 if status["leader"] == store.selfNode else 1))
+    print(json.dumps(figures), flush=True)
     pause.wait()
 
 
@@ -278,7 +443,7 @@ def _pysyncobj_worker(args: argparse.Namespace) -> None:
 
 
 async def _run_workers(kind: str, root: Path, *, fsync: str = "never", seconds: float,
-                       windows: Sequence[int], latency: bool = False,
+                       mode: str, window: int, latency_rate: int = 0,
                        servers: int = 3) -> dict[str, Any]:
     """Start ``servers`` worker processes; the leader's JSON line."""
     ports = free_ports(2 * servers)
@@ -291,10 +456,9 @@ async def _run_workers(kind: str, root: Path, *, fsync: str = "never", seconds: 
             command = [sys.executable, "-m", "raftsim.bench.live", kind, "--id", sid,
                        "--rpc", rpc[sid], "--http", f"127.0.0.1:{ports[2 * k + 1]}",
                        "--data-dir", str(data / sid), "--fsync", fsync,
-                       "--seconds", str(seconds), "--windows", ",".join(map(str, windows))]
+                       "--seconds", str(seconds), "--mode", mode, "--window", str(window),
+                       "--latency-rate", str(latency_rate)]
             command += [arg for p, a in rpc.items() if p != sid for arg in ("--peer", f"{p}={a}")]
-            if latency:
-                command.append("--latency")
             processes.append(await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL))
 
@@ -305,7 +469,7 @@ async def _run_workers(kind: str, root: Path, *, fsync: str = "never", seconds: 
                 await asyncio.Event().wait()  # this one exited without a result
             return json.loads(line)  # type: ignore[no-any-return]
 
-        budget = SETTLE_TIMEOUT + (len(windows) + 2) * (seconds + 1.0) * 2 + 30
+        budget = 2 * SETTLE_TIMEOUT + 4 * (seconds + 1.0) + 30
         waiters = [asyncio.ensure_future(first_line(p)) for p in processes]
         done, pending = await asyncio.wait(waiters, timeout=budget,
                                            return_when=asyncio.FIRST_COMPLETED)
@@ -319,8 +483,10 @@ async def _run_workers(kind: str, root: Path, *, fsync: str = "never", seconds: 
         await _stop(processes, signal.SIGKILL)
 
 
-async def _http_load(root: Path, seconds: float, concurrency: int = 48) -> float:
-    """Committed PUTs per second through HTTP to the leader of three agent processes."""
+async def _http_load(root: Path, seconds: float,
+                     concurrency: int = 48) -> tuple[float, int]:
+    """Committed PUTs per second through HTTP to the leader of three agent processes,
+    and how many PUTs failed (an answer other than 200, or none)."""
     import aiohttp
 
     from raftsim.live.launcher import agent_command, plan_cluster
@@ -346,18 +512,25 @@ async def _http_load(root: Path, seconds: float, concurrency: int = 48) -> float
             base = f"http://{leader.http}/v1/kv/"
             counting = False
             completed = 0
+            failed = 0
             warm_up = min(1.0, seconds)
             stop = time.perf_counter() + seconds + warm_up
 
             async def client(k: int) -> None:
-                nonlocal completed
+                nonlocal completed, failed
                 n = k
                 while time.perf_counter() < stop:
                     n += concurrency
-                    async with session.put(f"{base}k{n % KEYS}", data=VALUE) as response:
-                        await response.read()
-                        if response.status == 200 and counting:
-                            completed += 1
+                    try:
+                        async with session.put(f"{base}k{n % KEYS}", data=VALUE) as response:
+                            await response.read()
+                            ok = response.status == 200
+                    except (aiohttp.ClientError, TimeoutError):
+                        ok = False
+                    if not ok:
+                        failed += 1
+                    elif counting:
+                        completed += 1
 
             clients = [asyncio.ensure_future(client(k)) for k in range(concurrency)]
             await asyncio.sleep(warm_up)
@@ -367,7 +540,7 @@ async def _http_load(root: Path, seconds: float, concurrency: int = 48) -> float
             counting = False
             elapsed = time.perf_counter() - start
             await asyncio.gather(*clients)
-            return completed / elapsed
+            return completed / elapsed, failed
     finally:
         await _stop(processes, signal.SIGTERM)
 
@@ -393,64 +566,98 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(runs: dict[str, list[RunFigures]], http: Sequence[tuple[float, int]],
+              latency_rate: int) -> dict[str, Any]:
+    """The ``--json`` figures from every run: medians over the repeats; failed writes
+    and leader changes summed over every run. ``valid`` only if both are 0."""
+    def ops(name: str) -> int | None:
+        median = _median([r.ops_per_second for r in runs.get(name, [])])
+        return None if median is None else round(median)
+
+    def latency(name: str, field: str) -> float | None:
+        median = _median([getattr(r, field) for r in runs.get(name, [])])
+        return None if median is None else round(median, 3)
+
+    every = [r for figures in runs.values() for r in figures]
+    failed = sum(r.failed for r in every) + sum(f for _, f in http)
+    changes = sum(r.leader_changes for r in every)
+    http_median = _median([ops for ops, _ in http])
+    result: dict[str, Any] = {
+        "unbatched_ops_per_second": ops("raftsim-unbatched"),
+        "batched_ops_per_second": ops("raftsim-batched"),
+        "fsync_always_batched_ops_per_second": ops("raftsim-batched-fsync-always"),
+        "pysyncobj_unbatched_ops_per_second": ops("pysyncobj-unbatched"),
+        "pysyncobj_batched_ops_per_second": ops("pysyncobj-batched"),
+        "failed_writes": failed,
+        "leader_changes": changes,
+        "latency_rate": latency_rate,
+        "p50_ms": latency("raftsim-unbatched", "p50_ms"),
+        "p99_ms": latency("raftsim-unbatched", "p99_ms"),
+        "pysyncobj_p50_ms": latency("pysyncobj-unbatched", "p50_ms"),
+        "pysyncobj_p99_ms": latency("pysyncobj-unbatched", "p99_ms"),
+        "http_ops_per_second": None if http_median is None else round(http_median),
+    }
+    result["valid"] = failed == 0 and changes == 0
+    return result
+
+
+#: (name, worker kind, mode, fsync, measure latency): the runs of one repeat, in order
+_CONFIGURATIONS = (
+    ("raftsim-unbatched", "raftsim-worker", "unbatched", "never", True),
+    ("pysyncobj-unbatched", "pysyncobj-worker", "unbatched", "never", True),
+    ("raftsim-batched", "raftsim-worker", "batched", "never", False),
+    ("pysyncobj-batched", "pysyncobj-worker", "batched", "never", False),
+    ("raftsim-batched-fsync-always", "raftsim-worker", "batched", "always", False),
+)
+
+
 def run_live_bench(seconds: float = 5.0, compare: str | None = None,
-                   progress: TextIO | None = None,
-                   windows: Sequence[int] = WINDOWS) -> dict[str, Any]:
-    """Measure; returns the figures (see the module docstring) as a flat dict."""
+                   progress: TextIO | None = None, window: int = WINDOW,
+                   repeats: int = REPEATS, latency_rate: int = LATENCY_RATE,
+                   http: bool = True) -> dict[str, Any]:
+    """Measure; the ``JSON_KEYS`` figures (None where not measured), ``valid``, and the
+    details: every run's own figures, the machine, its load average before and after."""
     def say(text: str) -> None:
         if progress is not None:
             print(text, file=progress, flush=True)
 
     root = Path(tempfile.mkdtemp(prefix="raftsim-bench-"))
     load_before = round(os.getloadavg()[0], 2)
+    configurations = [c for c in _CONFIGURATIONS
+                      if compare == "pysyncobj" or not c[0].startswith("pysyncobj")]
     try:
         async def measure() -> dict[str, Any]:
-            # The reference runs between the two runs it is compared with, so that a
-            # change in what else the machine is doing shows in both ratios alike.
-            say("raftsim, proposals in the leader's process, fsync never ...")
-            never = await _run_workers("raftsim-worker", root, fsync="never",
-                                       seconds=seconds, windows=windows, latency=True)
-            say(f"  {never}")
-            reference = None
-            if compare == "pysyncobj":
-                say("PySyncObj replicated counter, proposals in the leader's process ...")
-                reference = await _run_workers("pysyncobj-worker", root, seconds=seconds,
-                                               windows=windows)
-                say(f"  {reference}")
-            say("raftsim, proposals in the leader's process, fsync always ...")
-            always = await _run_workers("raftsim-worker", root, fsync="always",
-                                        seconds=seconds, windows=windows, latency=True)
-            say(f"  {always}")
-            say("raftsim, PUT /v1/kv over HTTP (fsync always) ...")
-            http = await _http_load(root, seconds)
-            say(f"  {http:.0f}")
-            result: dict[str, Any] = {
-                "inproc_ops_per_second_fsync_never": never["peak"],
-                "inproc_ops_per_second_fsync_always": always["peak"],
-                "http_ops_per_second": round(http),
-                "p50_ms": never["p50_ms"],
-                "p99_ms": never["p99_ms"],
-                "latency_offered_ops_per_second": never["latency_rate"],
-                "latency_achieved_ops_per_second": never["latency_achieved"],
-                "p50_ms_fsync_always": always["p50_ms"],
-                "p99_ms_fsync_always": always["p99_ms"],
-                "latency_offered_ops_per_second_fsync_always": always["latency_rate"],
-                "latency_achieved_ops_per_second_fsync_always": always["latency_achieved"],
-                "inproc_windows_fsync_never": never["windows"],
-                "inproc_windows_fsync_always": always["windows"],
+            runs: dict[str, list[RunFigures]] = {name: [] for name, *_ in configurations}
+            https: list[tuple[float, int]] = []
+            for repeat in range(1, repeats + 1):
+                for name, kind, mode, fsync, with_latency in configurations:
+                    say(f"[{repeat}/{repeats}] {name} ...")
+                    line = await _run_workers(kind, root, fsync=fsync, seconds=seconds,
+                                              mode=mode, window=window,
+                                              latency_rate=latency_rate if with_latency else 0)
+                    figures = RunFigures(**line)
+                    runs[name].append(figures)
+                    say(f"  {figures.as_dict()}")
+                if http:
+                    say(f"[{repeat}/{repeats}] raftsim PUT /v1/kv over HTTP (fsync always) ...")
+                    https.append(await _http_load(root, seconds))
+                    say(f"  {https[-1][0]:.0f} ops/s, {https[-1][1]} failed")
+            result = summarize(runs, https, latency_rate)
+            result["details"] = {
+                "runs": {name: [r.as_dict() for r in figures] for name, figures in runs.items()},
+                "http_runs": [{"ops_per_second": round(o), "failed": f} for o, f in https],
+                "window": window, "repeats": repeats, "seconds_per_run": seconds,
+                # the machine's 1-minute load average before and after: other processes
+                # competing for the CPUs show here, and in the figures
+                "load_average_before": load_before,
+                "load_average_after": round(os.getloadavg()[0], 2),
+                "python": platform.python_version(), "machine": _machine(),
             }
-            if reference is not None:
-                result["pysyncobj_ops_per_second"] = reference["peak"]
-                result["pysyncobj_windows"] = reference["windows"]
-                result["ratio_fsync_never"] = round(never["peak"] / reference["peak"], 2)
-                result["ratio_fsync_always"] = round(always["peak"] / reference["peak"], 2)
-            result["seconds_per_run"] = seconds
-            # the machine's 1-minute load average before and after: other processes
-            # competing for the CPUs show here, and in the figures
-            result["load_average_before"] = load_before
-            result["load_average_after"] = round(os.getloadavg()[0], 2)
-            result["python"] = platform.python_version()
-            result["machine"] = _machine()
             return result
 
         return asyncio.run(measure())
@@ -468,14 +675,16 @@ def _worker_main(argv: Sequence[str]) -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--fsync", choices=("always", "never"), default="never")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--windows", type=lambda t: [int(w) for w in t.split(",")],
-                        default=list(WINDOWS))
-    parser.add_argument("--latency", action="store_true")
+    parser.add_argument("--mode", choices=("unbatched", "batched"), default="batched")
+    parser.add_argument("--window", type=int, default=WINDOW)
+    parser.add_argument("--latency-rate", type=int, default=0)
     args = parser.parse_args(argv)
     if args.kind == "pysyncobj-worker":
         _pysyncobj_worker(args)
     else:
-        asyncio.run(_raftsim_worker(args))
+        from raftsim.live.agent import run_live
+
+        run_live(_raftsim_worker(args))  # the agent's own event loop (uvloop if there)
 
 
 if __name__ == "__main__":

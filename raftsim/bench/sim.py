@@ -1,5 +1,13 @@
 """How fast the simulator runs: virtual seconds per wall second, idle and loaded, and
-delivered messages per wall second (``raftsim bench sim``)."""
+delivered messages per wall second (``raftsim bench sim``).
+
+In the same run it measures the floor: a stock asyncio event loop (``BaseEventLoop``'s
+own scheduling, its clock made virtual) that does, per message, what any message of a
+simulation on asyncio must cost and nothing more: one msgpack pack of a heartbeat-sized
+message, one ``call_later`` for its delivery, one msgpack unpack on arrival; no Raft
+logic, no network model, no tracing. The idle and loaded message rates are also given as
+fractions of it, so a figure from another machine can be read against that machine's.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,8 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import msgpack
 
 from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
@@ -28,6 +38,10 @@ class SimBenchResult:
     loaded_messages_per_second: float
     #: delivered messages per wall second over both runs together
     messages_per_second: float
+    #: the floor's delivered messages per wall second (see the module docstring)
+    floor_messages_per_second: float
+    idle_fraction_of_floor: float
+    loaded_fraction_of_floor: float
     python: str
     machine: str
 
@@ -79,8 +93,78 @@ def _loaded(servers: int, seconds: float, rate: int, seed: int) -> tuple[float, 
         return seconds + 1.0, wall, commits, cluster.network.delivered - delivered_before
 
 
+class _VirtualSelector:
+    """The floor loop's selector: nothing to poll; waiting moves the virtual clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def select(self, timeout: float | None) -> list[Any]:
+        if timeout:
+            self.now += timeout
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class _FloorLoop(asyncio.BaseEventLoop):
+    """asyncio's stock loop (its ``_run_once``, timer heap and handles) on virtual time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._selector = _VirtualSelector()
+
+    def time(self) -> float:
+        return self._selector.now
+
+    def _process_events(self, event_list: list[Any]) -> None:
+        pass
+
+    def _write_to_self(self) -> None:
+        pass
+
+
+#: the floor's message: the shape and size of a heartbeat (AppendEntries with no entries)
+_FLOOR_MESSAGE = [1, 7, "s1", "s2", 1234, 7, [], 1234]
+
+
+def _floor(messages: int, servers: int) -> tuple[int, float]:
+    """Messages ping-pong between servers with 1 ms latency, ``servers`` chains at once,
+    until ``messages`` were delivered: (delivered, wall seconds)."""
+    loop = _FloorLoop()
+    pack = msgpack.Packer(use_bin_type=True).pack
+    unpackb = msgpack.unpackb
+    delivered = 0
+    done = loop.create_future()
+
+    def deliver(data: bytes) -> None:
+        nonlocal delivered
+        message = unpackb(data)
+        delivered += 1
+        if delivered >= messages:
+            if not done.done():
+                done.set_result(None)
+            return
+        message[2], message[3] = message[3], message[2]  # the reply goes back
+        loop.call_later(0.001, deliver, pack(message))
+
+    for _ in range(servers):
+        loop.call_later(0.001, deliver, pack(_FLOOR_MESSAGE))
+    start = time.perf_counter()
+    try:
+        loop.run_until_complete(done)
+    finally:
+        wall = time.perf_counter() - start
+        loop.close()
+    return delivered, wall
+
+
 def run_sim_bench(servers: int = 5, idle_seconds: float = 600.0, loaded_seconds: float = 20.0,
-                  rate: int = 2000, seed: int = 1) -> SimBenchResult:
+                  rate: int = 2000, seed: int = 1,
+                  floor_messages: int = 200_000) -> SimBenchResult:
+    floor_delivered, floor_wall = _floor(floor_messages, servers)
+    floor = floor_delivered / floor_wall
     iv, iw, idle_delivered = _idle(servers, idle_seconds, seed)
     lv, lw, commits, delivered = _loaded(servers, loaded_seconds, rate, seed)
     return SimBenchResult(
@@ -94,6 +178,9 @@ def run_sim_bench(servers: int = 5, idle_seconds: float = 600.0, loaded_seconds:
         idle_messages_per_second=round(idle_delivered / iw, 1),
         loaded_messages_per_second=round(delivered / lw, 1),
         messages_per_second=round((idle_delivered + delivered) / (iw + lw), 1),
+        floor_messages_per_second=round(floor, 1),
+        idle_fraction_of_floor=round(idle_delivered / iw / floor, 3),
+        loaded_fraction_of_floor=round(delivered / lw / floor, 3),
         python=platform.python_version(),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
     )

@@ -354,6 +354,38 @@ class RaftNode:
         ready.proposed = (entry.index, entry.term)
         return ready
 
+    def propose_many(self, commands: Sequence[bytes], now: float) -> tuple[Ready, int]:
+        """Append client commands, one entry each, as ``propose`` would one after the
+        other, but with one round of messages and one commit check for all of them (as
+        hashicorp/raft's leader dispatches a batch of applies). Returns the Ready
+        (``proposed``: the first one's (index, term); the others follow it) and how many
+        were appended: all, or as many as ``max_uncommitted_bytes`` takes (the first is
+        refused, with UncommittedLimitReached, only where ``propose`` would refuse it)."""
+        self._require_leader()
+        if self.transfer_target is not None:
+            raise ProposalDropped("leadership transfer in progress")
+        if not commands:
+            raise ValueError("propose_many needs at least one command")
+        limit = self.settings.max_uncommitted_bytes
+        first: Entry | None = None
+        count = 0
+        for command in commands:
+            if limit and self.uncommitted_bytes and self.uncommitted_bytes + len(command) > limit:
+                if first is None:
+                    raise UncommittedLimitReached(self.uncommitted_bytes, limit)
+                break
+            self.uncommitted_bytes += len(command)
+            entry = self._append_new(EntryKind.COMMAND, command)
+            if first is None:
+                first = entry
+            count += 1
+        assert first is not None
+        self._broadcast_append(now)
+        self._maybe_commit(now)
+        ready = self._ready()
+        ready.proposed = (first.index, first.term)
+        return ready, count
+
     def change_configuration(self, change: ConfigChange, now: float) -> Ready:
         """Append a single-server membership change as a CONFIGURATION entry (§4.1)."""
         self._require_leader()

@@ -25,14 +25,15 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import os
 import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
@@ -49,6 +50,8 @@ from raftsim.storage.base import StorageError
 from raftsim.storage.file import FileStorage, StorageCorruptionError, probe_writable
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Live timing: real processes share CPUs and fsync, so leaders are given more slack than
 #: in the simulator (hashicorp/raft's defaults are slower still).
@@ -276,6 +279,8 @@ async def serve(config: AgentConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     agent = Agent(config, loop=loop)
     agent.on_fatal = stop.set
+    logger.info("%s: event loop %s", config.server_id,
+                "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio")
     try:
         await agent.start()
         await stop.wait()
@@ -287,11 +292,40 @@ async def serve(config: AgentConfig) -> None:
         raise PersistFailed(str(agent.failure))
 
 
+#: set to ``asyncio`` to run live servers on asyncio's own event loop even where uvloop is
+#: installed (to compare the two)
+EVENT_LOOP_VARIABLE = "RAFTSIM_EVENT_LOOP"
+
+
+def event_loop_name() -> str:
+    """``uvloop`` where it is installed (a pyproject dependency on the platforms that
+    have it) and not turned off with RAFTSIM_EVENT_LOOP=asyncio; else ``asyncio``."""
+    if os.environ.get(EVENT_LOOP_VARIABLE, "uvloop") == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def run_live(main: Coroutine[Any, Any, T]) -> T:
+    """Run a live process's main coroutine on the event loop ``event_loop_name`` says:
+    uvloop runs the same asyncio code (transports, servers, timers, signal handlers)
+    with its loop, sockets and callbacks in C (libuv), so each message and request
+    costs less; without it asyncio's own loop runs it the same way."""
+    if event_loop_name() == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def run_agent(config: AgentConfig) -> int:
     """The ``raftsim agent`` process: returns its exit code."""
     configure_logging()
     try:
-        asyncio.run(serve(config))
+        run_live(serve(config))
     except PersistFailed:
         return 1  # logged when it happened
     except StorageError as exc:

@@ -36,3 +36,11 @@ class CallInterrupted(RequestFailed):
     def __init__(self, message: str, *, sent: bool = True) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class Overloaded(RequestFailed):
+    """The leader holds as many writes as it takes (group commit's bounded queues): this
+    one was refused at once and not made; retrying after a moment can succeed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"too many writes in flight: {detail}; retry later")

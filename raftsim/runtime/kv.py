@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from raftsim.wire.payload import command_problem
+from raftsim.wire.payload import command_problem, decode_command
 
 MAX_KEY_BYTES = 512
 MAX_VALUE_BYTES = 512 * 1024
@@ -64,6 +64,16 @@ def check_command(command: bytes, *, batch: bool = True) -> None:
         raise CommandError(f"not a key-value command: {problem}")
 
 
+def checked_command(command: bytes) -> list[Any]:
+    """``check_command(command, batch=False)``, returning ``command`` decoded: group
+    commit validates each command once, at submit, and the leader applies what was
+    decoded then (``KVStore.apply_ops``) instead of decoding the entry again."""
+    op, problem = decode_command(command, batch=False)
+    if problem is not None:
+        raise CommandError(f"not a key-value command: {problem}")
+    return op  # type: ignore[no-any-return]
+
+
 def encode_batch(commands: Sequence[bytes]) -> bytes:
     """Several encoded commands as one: ``["batch", [command, ...]]`` (group commit puts
     the commands of one event-loop turn in one log entry). Each command is embedded as
@@ -98,12 +108,18 @@ class KVStore:
             return [False]
         if op[0] != "batch" or len(op) != 2 or type(op[1]) is not list:
             return [self._apply_op(index, op)]
+        return self.apply_ops(index, op[1])
+
+    def apply_ops(self, index: int, ops: list[Any]) -> list[bool]:
+        """Apply decoded commands (``checked_command``'s, or a batch's) in order, all at
+        ``index``; returns each result."""
+        self.applied_index = index
         # The fast path, inline: an unconditional put (what group commit mostly carries).
         items = self.items
         get = items.get
         results: list[bool] = []
         append = results.append
-        for sub in op[1]:
+        for sub in ops:
             if type(sub) is list and len(sub) == 4 and sub[0] == "put" and sub[3] is None:
                 key, value = sub[1], sub[2]
                 if type(key) is str and type(value) is bytes:

@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from raftsim.core.configuration import ConfigChange, Configuration
-from raftsim.core.errors import ChangeNotAllowedYet, NotLeader, ProposalDropped
+from raftsim.core.errors import (
+    ChangeNotAllowedYet,
+    NotLeader,
+    ProposalDropped,
+    UncommittedLimitReached,
+)
 from raftsim.core.messages import Entry, EntryKind, HardState, Message, Snapshot
 from raftsim.core.node import RaftNode
 from raftsim.core.ready import Ready, Role
@@ -39,6 +44,7 @@ from raftsim.runtime.errors import (
     CallInterrupted,
     LeadershipLost,
     NoClusterLeader,
+    Overloaded,
     RequestTimeout,
     ServerStopped,
 )
@@ -46,6 +52,7 @@ from raftsim.runtime.kv import (
     KVItem,
     KVStore,
     check_command,
+    checked_command,
     decode_snapshot,
     encode_batch,
     encode_snapshot,
@@ -85,6 +92,27 @@ APPLY_BUDGET = 64 * 1024
 #: the commit index (a restart re-learns it from the leader), and rewriting the hard
 #: state file on every commit costs more than the log writes themselves
 COMMIT_SAVE_INTERVAL = 1.0
+#: with group commit, a leader holds at most this many submitted commands that are not
+#: yet answered (queued, proposed, or committed and waiting to be applied); past it,
+#: ``submit`` refuses with Overloaded (HTTP: 429) instead of letting one flush grow
+#: without end: tens of thousands of entries proposed in one event-loop turn stall the
+#: loop past the election timeout, and leadership is lost (hashicorp/raft blocks its
+#: callers on a bounded apply channel; etcd refuses past MaxUncommittedEntriesSize)
+MAX_PENDING_COMMANDS = 16_384
+#: with group commit, ``submit`` also refuses while this many committed entries wait to
+#: be applied: the state machine is behind, and more writes would only wait longer
+MAX_APPLY_BACKLOG = 16_384
+#: a flush works for at most this fraction of the heartbeat interval, then yields to the
+#: event loop (heartbeats, acknowledgements, other clients) and goes on in a later turn
+FLUSH_FRACTION = 0.25
+#: a flush proposes at most this many entries, and applies at most this many: a bound
+#: that holds on virtual time too, where no time passes within a turn (deterministic)
+MAX_ENTRIES_PER_FLUSH = 1024
+#: how many entries are proposed or applied between two looks at the clock
+_CLOCK_STRIDE = 64
+#: an entry costs at least this much of a flush's APPLY_BUDGET, so that a flush applies
+#: at most MAX_ENTRIES_PER_FLUSH small entries (one entry per command)
+_MIN_APPLY_COST = APPLY_BUDGET // MAX_ENTRIES_PER_FLUSH
 
 
 class Transport(Protocol):
@@ -136,6 +164,9 @@ class _StageFailed(Exception):
         self.error = error
 
 
+_COMMIT_TIMEOUT = "timed out waiting for the entry to commit"
+
+
 def _expire(fut: asyncio.Future[Any], message: str) -> None:
     if not fut.done():
         fut.set_exception(RequestTimeout(message))
@@ -156,6 +187,8 @@ class Server:
         group_commit: bool = False,
         ack_after_failed_save: bool = False,
         background_snapshots: bool = False,
+        max_commands_per_entry: int = 0,
+        max_pending_commands: int = MAX_PENDING_COMMANDS,
     ) -> None:
         self.id = node_id
         self.settings = settings
@@ -191,8 +224,23 @@ class Server:
         #: in that turn become one log entry
         self.group_commit = group_commit
         self._batch: list[Ready] = []
-        self._queued: list[tuple[bytes, Completion]] = []
-        self._submitted: dict[int, tuple[int, list[Completion]]] = {}
+        #: commands submitted and not yet proposed: (bytes, completion, decoded command)
+        self._queued: deque[tuple[bytes, Completion, list[Any]]] = deque()
+        #: index -> (term, completions, decoded commands) of the entries proposed for them
+        self._submitted: dict[int, tuple[int, list[Completion], list[list[Any]]]] = {}
+        #: group commit puts at most this many commands in one entry (0: as many as
+        #: MAX_BATCH_BYTES allows; 1: one entry per command, as hashicorp/raft does)
+        self.max_commands_per_entry = max_commands_per_entry
+        #: submitted commands not yet answered, at most (see MAX_PENDING_COMMANDS)
+        self.max_pending_commands = max_pending_commands
+        #: how many submitted commands are not yet answered: queued or in _submitted
+        self._pending_commands = 0
+        #: when the running flush must yield to the event loop (loop time)
+        self._flush_deadline = float("inf")
+        #: (deadline, future) of writes waiting to commit, in deadline order, and the one
+        #: timer that expires them (see _expire_at)
+        self._expiries: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        self._expiry_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._flushing = False
         self._saved_hard_state: HardState | None = None
@@ -296,8 +344,9 @@ class Server:
         self._disk_timer, self._disk_busy_until = None, float("-inf")
         self._disk_due_while_paused = False
         self._backlog.clear()
-        queued, self._queued = self._queued, []
-        for _, done in queued:
+        queued, self._queued = self._queued, deque()
+        self._pending_commands -= len(queued)
+        for _, done, _ in queued:
             done(ServerStopped())
         if self._timer is not None:
             self._timer.cancel()
@@ -479,14 +528,23 @@ class Server:
         applied, or with the exception that failed it (NotLeader if leadership was lost
         before the entry was appended); it runs inside the server's processing, so it
         must not raise. Raises NotLeader or ProposalDropped at once when this server
-        cannot take proposals now, CommandError if ``command`` is no key-value command
-        (the followers would refuse it, and it could not share an entry)."""
+        cannot take proposals now, Overloaded when it already holds
+        ``max_pending_commands`` unanswered commands or MAX_APPLY_BACKLOG entries wait to
+        be applied (retry after some complete), CommandError if ``command`` is no
+        key-value command (the followers would refuse it, and it could not share an
+        entry)."""
         node = self.node
         if (node is None or node.role is not Role.LEADER or node.transfer_target is not None
                 or not self.group_commit):
             self._refuse(node)
-        check_command(command, batch=False)
-        self._queued.append((command, done))
+        if self._pending_commands >= self.max_pending_commands:
+            raise Overloaded(f"{self._pending_commands} writes are waiting to commit and "
+                             f"apply, the limit is {self.max_pending_commands}")
+        if len(self._backlog) >= MAX_APPLY_BACKLOG:
+            raise Overloaded(f"{len(self._backlog)} committed entries are waiting to be "
+                             f"applied, the limit is {MAX_APPLY_BACKLOG}")
+        self._queued.append((command, done, checked_command(command)))
+        self._pending_commands += 1
         self._schedule_flush()
 
     def _refuse(self, node: RaftNode | None) -> NoReturn:
@@ -509,12 +567,33 @@ class Server:
                     fut.set_result(outcome)
 
         self.submit(command, done)
-        timer = self.loop.call_later(timeout, _expire, fut,
-                                     "timed out waiting for the entry to commit")
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+        self._expire_at(self.loop.time() + timeout, fut)
+        return await fut
+
+    def _expire_at(self, deadline: float, fut: asyncio.Future[bool]) -> None:
+        """Fail ``fut`` with RequestTimeout at ``deadline`` unless it is done by then.
+        Writes waiting with the same timeout expire in the order they were submitted,
+        so one timer for all of them does (not one per write: a timer handle, a heap
+        push and a cancel per HTTP write); one that would expire before the last in
+        line gets a timer of its own."""
+        expiries = self._expiries
+        if expiries and deadline < expiries[-1][0]:
+            self.loop.call_at(deadline, _expire, fut, _COMMIT_TIMEOUT)
+            return
+        expiries.append((deadline, fut))
+        if self._expiry_timer is None:
+            self._expiry_timer = self.loop.call_at(deadline, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._expiry_timer = None
+        expiries = self._expiries
+        now = self.loop.time()
+        while expiries and (expiries[0][0] <= now or expiries[0][1].done()):
+            _, fut = expiries.popleft()
+            if not fut.done():
+                fut.set_exception(RequestTimeout(_COMMIT_TIMEOUT))
+        if expiries:
+            self._expiry_timer = self.loop.call_at(expiries[0][0], self._expire_due)
 
     async def read_barrier(self, *, timeout: float = 5.0) -> int:
         """ReadIndex (§6.4): once this returns, reading local state is linearizable.
@@ -693,6 +772,16 @@ class Server:
         return self.node.role if self.node else None
 
     @property
+    def pending_commands(self) -> int:
+        """Submitted commands (group commit) not yet answered."""
+        return self._pending_commands
+
+    @property
+    def apply_backlog(self) -> int:
+        """Committed entries waiting to be applied (group commit applies in slices)."""
+        return len(self._backlog)
+
+    @property
     def configuration(self) -> Configuration:
         return self._require_node().configuration
 
@@ -705,33 +794,23 @@ class Server:
 
     def flush(self) -> None:
         """Group commit: append the commands submitted since the last flush (as few
-        entries as MAX_BATCH_BYTES allows), persist every Ready gathered since with one
-        storage write per run of them, then act on each in order (send, apply, answer)."""
+        entries as MAX_BATCH_BYTES and ``max_commands_per_entry`` allow), persist every
+        Ready gathered since with one storage write per run of them, then act on each in
+        order (send, apply, answer).
+
+        A flush works for about FLUSH_FRACTION of the heartbeat interval at most (and
+        proposes MAX_ENTRIES_PER_FLUSH entries at most, applies as many): what is left, commands
+        to propose or committed entries to apply, waits for the next flush, scheduled at
+        once, so the event loop sends heartbeats and reads acknowledgements in between."""
         self._flush_scheduled = False
         node = self.node
         if node is None or self._staging is not None:
             return  # a snapshot's file is being written: everything waits for it
-        queued, self._queued = self._queued, []
-        start = 0
-        while start < len(queued):
-            end, size = start, 0
-            while end < len(queued) and (end == start or size + len(queued[end][0])
-                                         <= MAX_BATCH_BYTES):
-                size += len(queued[end][0])
-                end += 1
-            group = queued[start:end]
-            start = end
-            data = group[0][0] if len(group) == 1 else encode_batch([c for c, _ in group])
-            try:
-                ready = node.propose(data, self.loop.time())
-            except (NotLeader, ProposalDropped) as exc:
-                for _, done in group:
-                    done(exc)
-                continue
-            assert ready.proposed is not None
-            index, term = ready.proposed
-            self._submitted[index] = (term, [done for _, done in group])
-            self._batch.append(ready)
+        now = self.loop.time()
+        budget = self.settings.heartbeat_interval * FLUSH_FRACTION
+        self._flush_deadline = now + budget
+        if self._queued:
+            self._propose_queued(node, now + budget / 2)
         batch, self._batch = self._batch, []
         unstaged = self._first_unstaged_snapshot(batch)
         if unstaged is not None:
@@ -752,19 +831,99 @@ class Server:
                 self._signal_change()
         finally:
             self._flushing = False
+            self._flush_deadline = float("inf")
+
+    def _propose_queued(self, node: RaftNode, deadline: float) -> None:
+        """Propose queued commands, oldest first, grouped into entries, until the queue
+        is empty, MAX_ENTRIES_PER_FLUSH entries were proposed or ``deadline`` passed;
+        the rest stays queued for the next flush (scheduled now)."""
+        queued = self._queued
+        per_entry = self.max_commands_per_entry or len(queued)
+        if per_entry == 1:
+            self._propose_one_per_entry(node, deadline)
+            return
+        time = self.loop.time
+        proposed = 0
+        while queued and proposed < MAX_ENTRIES_PER_FLUSH:
+            if proposed % _CLOCK_STRIDE == _CLOCK_STRIDE - 1 and time() >= deadline:
+                break
+            group = [queued.popleft()]
+            size = len(group[0][0])
+            while (queued and len(group) < per_entry
+                   and size + len(queued[0][0]) <= MAX_BATCH_BYTES):
+                size += len(queued[0][0])
+                group.append(queued.popleft())
+            data = group[0][0] if len(group) == 1 else encode_batch([g[0] for g in group])
+            proposed += 1
+            try:
+                ready = node.propose(data, time())
+            except (NotLeader, ProposalDropped) as exc:
+                self._pending_commands -= len(group)
+                for _, done, _ in group:
+                    done(exc)
+                continue
+            assert ready.proposed is not None
+            index, term = ready.proposed
+            self._submitted[index] = (term, [g[1] for g in group], [g[2] for g in group])
+            self._batch.append(ready)
+        if queued:
+            self._schedule_flush()
+
+    def _propose_one_per_entry(self, node: RaftNode, deadline: float) -> None:
+        """``_propose_queued`` with one entry per command: runs of _CLOCK_STRIDE
+        commands are appended with one ``propose_many`` each (one round of messages and
+        one commit check per run, not per command)."""
+        queued = self._queued
+        submitted = self._submitted
+        time = self.loop.time
+        proposed = 0
+        while queued and proposed < MAX_ENTRIES_PER_FLUSH:
+            if proposed and time() >= deadline:
+                break
+            run = [queued.popleft() for _ in range(min(_CLOCK_STRIDE, len(queued)))]
+            proposed += len(run)
+            try:
+                ready, count = node.propose_many([c for c, _, _ in run], time())
+            except (NotLeader, ProposalDropped) as exc:
+                self._pending_commands -= len(run)
+                for _, done, _ in run:
+                    done(exc)
+                continue
+            assert ready.proposed is not None
+            first, term = ready.proposed
+            for offset in range(count):
+                _, done, op = run[offset]
+                submitted[first + offset] = (term, [done], [op])
+            self._batch.append(ready)
+            if count < len(run):  # the uncommitted limit took no more
+                refused = run[count:]
+                self._pending_commands -= len(refused)
+                error = UncommittedLimitReached(node.uncommitted_bytes,
+                                                self.settings.max_uncommitted_bytes)
+                for _, done, _ in refused:
+                    done(error)
+        if queued:
+            self._schedule_flush()
 
     def _apply_backlog(self) -> None:
-        """Apply committed entries in order until this flush's budget is spent; what is
-        left waits for the next flush (scheduled now), or for a background restore."""
+        """Apply committed entries in order until this flush's budget is spent
+        (APPLY_BUDGET bytes, each entry counted as at least _MIN_APPLY_COST; the flush's
+        deadline); what is left waits for the next flush (scheduled now), or for a
+        background restore."""
         if self._restoring is not None:
             return
         backlog = self._backlog
-        entries = []
+        entries: list[Entry] = []
         spent = 0
+        deadline = self._flush_deadline
+        time = self.loop.time
         while backlog and spent < self._apply_budget:
             entry = backlog.popleft()
             entries.append(entry)
-            spent += len(entry.data)
+            spent += max(len(entry.data), _MIN_APPLY_COST)
+            if len(entries) % _CLOCK_STRIDE == 0 and time() >= deadline:
+                spent = max(spent, self._apply_budget)  # nothing more in this flush
+                break
         self._apply_budget -= spent
         if entries:
             self._apply(entries)
@@ -956,7 +1115,7 @@ class Server:
                 if not pending.future.done():
                     pending.future.set_exception(LeadershipLost())
             for index in [i for i in self._submitted if i <= ready.restore.index]:
-                for done in self._submitted.pop(index)[1]:
+                for done in self._take_submitted(index):
                     done(LeadershipLost())
             self._backlog.clear()  # committed entries the snapshot covers
             changed = True
@@ -1124,8 +1283,9 @@ class Server:
         for entry in committed:
             group = submitted.pop(entry.index, None) if submitted else None
             if group is not None:
+                self._pending_commands -= len(group[1])
                 if group[0] == entry.term:
-                    self._apply_submitted(entry, group[1])
+                    self._apply_submitted(entry, group[1], group[2])
                     continue
                 for done in group[1]:  # another leader's entry took its place
                     done(LeadershipLost())
@@ -1156,12 +1316,18 @@ class Server:
                     still.append((index, waiter))
             self._read_waiters = still
 
-    def _apply_submitted(self, entry: Entry, waiting: list[Completion]) -> None:
-        if len(waiting) == 1:
-            waiting[0](self.kv.apply(entry.index, entry.data))
-            return
-        for done, result in zip(waiting, self.kv.apply_batch(entry.index, entry.data),
-                                strict=True):
+    def _take_submitted(self, index: int) -> list[Completion]:
+        """The completions waiting for entry ``index``, no longer pending."""
+        waiting = self._submitted.pop(index)[1]
+        self._pending_commands -= len(waiting)
+        return waiting
+
+    def _apply_submitted(self, entry: Entry, waiting: list[Completion],
+                         ops: list[list[Any]]) -> None:
+        """Apply this leader's own entry from the commands decoded when they were
+        submitted (the entry's bytes are their encoding: decoding them again would give
+        the same), and answer each."""
+        for done, result in zip(waiting, self.kv.apply_ops(entry.index, ops), strict=True):
             done(result)
 
     def _fail_all(self, error: Exception) -> None:
@@ -1170,8 +1336,9 @@ class Server:
         committed = self.node.commit_index if self.node is not None else 0
         submitted = self._submitted
         self._submitted = {i: group for i, group in submitted.items() if i <= committed}
-        for index, (_, waiting) in submitted.items():
+        for index, (_, waiting, _) in submitted.items():
             if index > committed:
+                self._pending_commands -= len(waiting)
                 for done in waiting:
                     done(type(error)())
         # Proposals whose entries are committed will be applied (a removed leader's own

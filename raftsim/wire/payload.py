@@ -161,6 +161,25 @@ def command_problem(data: bytes, *, batch: bool = True) -> str | None:
     if (type(op) is list and len(op) == 4 and op[0] == "put" and op[3] is None
             and type(op[1]) is str and type(op[2]) is bytes):
         return None
+    return _op_problem(op, batch)
+
+
+def decode_command(data: bytes, *, batch: bool = True) -> tuple[Any, str | None]:
+    """``data`` decoded, and what ``command_problem`` says of it (the same checks): a
+    leader validates a command once and applies what it decoded, instead of decoding
+    it again."""
+    try:
+        op = _unpackb(data)
+    except Exception as exc:  # any of msgpack's errors, RecursionError included
+        return None, f"not one msgpack value ({type(exc).__name__})"
+    if (type(op) is list and len(op) == 4 and op[0] == "put" and op[3] is None
+            and type(op[1]) is str and type(op[2]) is bytes):
+        return op, None
+    return op, _op_problem(op, batch)
+
+
+def _op_problem(op: Any, batch: bool) -> str | None:
+    """``command_problem`` past its inline fast path: a decoded command, or None."""
     if type(op) is list and len(op) >= 1 and op[0] == "batch":
         if not batch:
             return "a batch cannot go into another batch"

@@ -1,0 +1,25 @@
+"""``raftsim bench sim``, briefly: it runs and reports every figure, the floor included
+(a stock asyncio loop on virtual time doing only msgpack and ``call_later`` per message).
+Nothing here judges a timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from raftsim.bench.sim import _floor, run_sim_bench
+
+
+def test_a_short_sim_benchmark_reports_the_floor_and_the_fractions_of_it() -> None:
+    result = run_sim_bench(servers=3, idle_seconds=5.0, loaded_seconds=0.5, rate=100,
+                           floor_messages=2_000).as_dict()
+    assert result["floor_messages_per_second"] > 0
+    assert result["loaded_commits"] > 0
+    assert result["idle_fraction_of_floor"] == pytest.approx(
+        result["idle_messages_per_second"] / result["floor_messages_per_second"], abs=1e-3)
+    assert result["loaded_fraction_of_floor"] == pytest.approx(
+        result["loaded_messages_per_second"] / result["floor_messages_per_second"], abs=1e-3)
+
+
+def test_the_floor_delivers_exactly_what_it_was_asked_to() -> None:
+    delivered, wall = _floor(1_000, 5)
+    assert delivered == 1_000 and wall > 0
