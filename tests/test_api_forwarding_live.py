@@ -81,6 +81,35 @@ def test_a_forward_to_a_leader_whose_process_dies_ends_at_once(tmp_path: Path) -
         wait_until(lambda: cluster.agreed_leader() not in (None, leader), 30, "a new leader")
 
 
+def test_a_follower_resumed_from_sigstop_reads_the_answer_waiting_for_it(
+        tmp_path: Path) -> None:
+    """The follower forwards a write and is stopped before the answer arrives; it resumes
+    after its peers' idle timeout: the answer in its socket buffer is read, not lost."""
+    with AgentProcesses(tmp_path) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader()
+        follower = next(s for s in cluster.running() if s != leader)
+        url = cluster.url(follower)
+        leader_process = cluster.processes[leader]
+        follower_process = cluster.processes[follower]
+        leader_process.send_signal(signal.SIGSTOP)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            write = pool.submit(timed, "PUT", f"{url}/v1/kv/k", b"committed")
+            pause(IN_FLIGHT)  # the forward sits in the stopped leader's socket
+            follower_process.send_signal(signal.SIGSTOP)
+            leader_process.send_signal(SIGCONT := signal.SIGCONT)
+            # the leader commits the write with the third server and answers into the
+            # stopped follower's socket
+            wait_until(lambda: http("GET", f"{cluster.url(leader)}/v1/kv/k?stale")
+                       == (200, b"committed"), 10, "the write to commit")
+            # longer than the agents' --rpc-idle-timeout (2 s): the follower resumes to
+            # connections that look idle
+            pause(2.5)
+            follower_process.send_signal(SIGCONT)
+            status, body, _ = write.result()
+        assert (status, body) == (200, b"true"), (status, body)
+
+
 def status_of(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
     """``http``, with 0 for a server that does not listen yet."""
     try:

@@ -661,14 +661,22 @@ class TcpTransport:
         last_tick = self.loop.time()
         while True:
             now = self.loop.time()
-            self._watched_at = now
             if now - last_tick > stalled:
                 # The process was stopped (SIGSTOP, a debugger, a VM pause): what the
-                # peers sent meanwhile waits in the sockets. Read it before judging.
+                # peers sent meanwhile waits in the sockets. Read it before judging, and
+                # send nothing this round: a ping to a peer that hung up meanwhile would
+                # draw a reset, and the kernel would discard what is still unread (an
+                # answer to a forwarded write). _watched_at stays old, so other sends
+                # are held too (_holding) until the loop has read the sockets.
                 for link in [*self._links.values(), *self._unidentified]:
                     link.last_received = max(link.last_received, now)
+                    link.last_sent = max(link.last_sent, now)
                     if link.partial_since is not None:
                         link.partial_since = now
+                last_tick = now
+                await asyncio.sleep(tick)
+                continue
+            self._watched_at = now
             last_tick = now
             if now >= next_maintenance:
                 next_maintenance = now + settings.backoff_max
