@@ -23,6 +23,9 @@ from raftsim.runtime.kv import encode_put
 from raftsim.runtime.server import MAX_ENTRIES_PER_FLUSH, MAX_PENDING_COMMANDS, Server
 from raftsim.sim.cluster import Cluster
 
+#: ``asyncio.sleep`` of this yields for one event-loop turn
+ONE_TURN = 0
+
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
@@ -167,7 +170,7 @@ def test_an_overloaded_leader_answers_http_writes_with_429() -> None:
 
         async def two_writes() -> list[ApiResponse]:
             first = asyncio.ensure_future(api.request(leader.id, "PUT", "/v1/kv/a", body=b"1"))
-            await asyncio.sleep(0)
+            await asyncio.sleep(ONE_TURN)  # the first write is submitted first
             second = await api.request(leader.id, "PUT", "/v1/kv/b", body=b"2")
             return [await first, second]
 

@@ -19,13 +19,14 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from raftsim.live.ports import free_ports
 
 #: seconds to wait for a leader, and for every write of the burst to be answered
 SETTLE_TIMEOUT = 60.0
@@ -156,22 +157,9 @@ class _StallMeter:
         return self.longest
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 async def _run(count: int, total: int, root: Path, per_entry: int,
                election_timeout: float) -> dict[str, Any]:
-    ports = _free_ports(6)
+    ports = free_ports(6)
     ids = ["s1", "s2", "s3"]
     rpc = {sid: f"127.0.0.1:{ports[2 * k]}" for k, sid in enumerate(ids)}
     processes = []
