@@ -45,8 +45,9 @@ def _value(n: int) -> bytes:
 
 
 async def _worker(args: argparse.Namespace) -> None:
+    from raftsim.bench.live import leader_or_serve
     from raftsim.core.ready import Role
-    from raftsim.live.agent import LIVE_SETTINGS, Agent, AgentConfig
+    from raftsim.live.agent import LIVE_SETTINGS, AgentConfig
     from raftsim.runtime.errors import Overloaded
     from raftsim.runtime.kv import encode_put
 
@@ -57,20 +58,7 @@ async def _worker(args: argparse.Namespace) -> None:
                          bootstrap=True, fsync="never", snapshot_threshold=0,
                          settings=replace(LIVE_SETTINGS, election_timeout_min=args.election_timeout,
                                           election_timeout_max=2 * args.election_timeout))
-    agent = Agent(config, loop=loop)
-    await agent.start()
-    server = agent.server
-    assert server is not None
-
-    def leading() -> bool:
-        node = server.node
-        return node is not None and node.role is Role.LEADER and node.committed_in_term
-
-    deadline = loop.time() + SETTLE_TIMEOUT
-    while not leading() and loop.time() < deadline:
-        await asyncio.sleep(POLL)
-    if not leading():  # a follower: serve until the parent stops us
-        await asyncio.Event().wait()
+    server = await leader_or_serve(config, loop, settle=SETTLE_TIMEOUT)
     server.max_commands_per_entry = args.per_entry
     role_changes = 0
     observer = server.observer

@@ -51,10 +51,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from raftsim.live.ports import free_port_run, free_ports
 from raftsim.runtime.kv import encode_put
+
+if TYPE_CHECKING:
+    from raftsim.live.agent import AgentConfig
+    from raftsim.runtime.server import Server
 
 #: writes in flight in the closed loop (both systems)
 WINDOW = 8000
@@ -191,16 +195,15 @@ def _latency_figures(figures: dict[str, Any], latencies: list[float], achieved: 
 # ---------------------------------------------------------------------- raftsim worker
 
 
-async def _raftsim_worker(args: argparse.Namespace) -> None:
-    from raftsim.core.ready import Role
-    from raftsim.live.agent import Agent, AgentConfig
-    from raftsim.runtime.errors import Overloaded
 
-    loop = asyncio.get_running_loop()
-    peers = dict(p.split("=", 1) for p in args.peer)
-    config = AgentConfig(server_id=args.id, node_name=f"{args.id}.global", rpc=args.rpc,
-                         http=args.http, data_dir=Path(args.data_dir), peers=peers,
-                         bootstrap=True, fsync=args.fsync, snapshot_threshold=0)
+async def leader_or_serve(config: AgentConfig, loop: asyncio.AbstractEventLoop, *,
+                          settle: float = SETTLE_TIMEOUT) -> Server:
+    """Start a benchmark agent. Its server once it leads and has committed in its term
+    (waiting up to ``settle`` seconds); a follower serves (never returns) until the
+    parent process stops it."""
+    from raftsim.core.ready import Role
+    from raftsim.live.agent import Agent
+
     agent = Agent(config, loop=loop)
     await agent.start()
     server = agent.server
@@ -210,11 +213,23 @@ async def _raftsim_worker(args: argparse.Namespace) -> None:
         node = server.node
         return node is not None and node.role is Role.LEADER and node.committed_in_term
 
-    deadline = loop.time() + SETTLE_TIMEOUT
+    deadline = loop.time() + settle
     while not leading() and loop.time() < deadline:
         await asyncio.sleep(POLL)
-    if not leading():  # a follower: serve until the parent stops us
+    if not leading():
         await asyncio.Event().wait()
+    return server
+
+async def _raftsim_worker(args: argparse.Namespace) -> None:
+    from raftsim.live.agent import AgentConfig
+    from raftsim.runtime.errors import Overloaded
+
+    loop = asyncio.get_running_loop()
+    peers = dict(p.split("=", 1) for p in args.peer)
+    config = AgentConfig(server_id=args.id, node_name=f"{args.id}.global", rpc=args.rpc,
+                         http=args.http, data_dir=Path(args.data_dir), peers=peers,
+                         bootstrap=True, fsync=args.fsync, snapshot_threshold=0)
+    server = await leader_or_serve(config, loop)
     server.max_commands_per_entry = 1 if args.mode == "unbatched" else 0
     role_changes = 0
     observer = server.observer
