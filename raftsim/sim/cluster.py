@@ -17,7 +17,7 @@ from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
 from raftsim.runtime.server import Server
 from raftsim.sim.clock import ClockSkew, ServerClock, draw_skew
-from raftsim.sim.loop import VirtualTimeLoop, run_as_process
+from raftsim.sim.loop import VirtualTimeLoop, process_context, run_as_process
 from raftsim.sim.network import SimNetwork
 from raftsim.sim.trace import TraceRecorder
 from raftsim.storage.base import Storage, StorageError
@@ -227,8 +227,11 @@ class Cluster:
 
     def _receiver(self, sid: str) -> Callable[[str, bytes], None]:
         """What the network hands ``sid``'s frames to: its server, as its own process."""
+        run = process_context(sid).run
+        servers = self.servers
+
         def receive(source: str, data: bytes) -> None:
-            run_as_process(sid, self.servers[sid].receive, source, data)
+            run(servers[sid].receive, source, data)
 
         return receive
 

@@ -45,7 +45,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["PROCESS", "SimulationDeadlock", "VirtualTimeLoop", "run_as_process", "run_virtual"]
+__all__ = ["PROCESS", "SimulationDeadlock", "VirtualTimeLoop", "process_context", "run_as_process",
+           "run_virtual"]
 
 #: the simulated process the running code belongs to (None: the simulation itself)
 PROCESS: ContextVar[str | None] = ContextVar("raftsim_process", default=None)
@@ -55,6 +56,15 @@ def run_as_process(name: str, function: Callable[..., T], *args: Any) -> T:
     """Call ``function(*args)`` as process ``name``: every timer, task and callback it
     schedules belongs to ``name`` (and is held while ``name`` is frozen)."""
     return copy_context().run(_enter_process, name, function, args)
+
+
+def process_context(name: str) -> Context:
+    """A context to run code in as process ``name``, again and again: what
+    :func:`run_as_process` does per call, made once (for the network's deliveries, the
+    most frequent entries into a process). Not to be entered from inside itself."""
+    context = Context()
+    context.run(PROCESS.set, name)
+    return context
 
 
 def _enter_process(name: str, function: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -71,7 +81,37 @@ def _owner(handle: asyncio.Handle) -> str | None:
 # (as asyncio does); otherwise cancelled timers are dropped lazily from its head.
 _COMPACT_MIN_CANCELLED = 100
 
-_TimerEntry = tuple[float, int, asyncio.TimerHandle]
+
+
+class _Outside:
+    """A timer scheduled by :meth:`VirtualTimeLoop.call_at_outside`: runs like a
+    handle (an exception goes to the loop's exception handler), in no process."""
+
+    __slots__ = ("_loop", "_callback", "_args", "_scheduled")
+    _cancelled = False
+    _context = Context()  # empty: PROCESS is None, so no freeze ever holds it
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
+                 args: tuple[Any, ...]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._scheduled = True
+
+    def _run(self) -> None:
+        try:
+            self._callback(*self._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": f"Exception in callback {self._callback!r}",
+                "exception": exc,
+                "handle": self,
+            })
+
+
+_TimerEntry = tuple[float, int, "asyncio.TimerHandle | _Outside"]
 
 
 class SimulationDeadlock(RuntimeError):
@@ -195,6 +235,21 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         if timer._source_traceback:  # type: ignore[attr-defined]
             del timer._source_traceback[-1]  # type: ignore[attr-defined]
         return timer
+
+    def call_at_outside(self, when: float, callback: Callable[..., object],
+                        *args: Any) -> None:
+        """Schedule ``callback(*args)`` at ``when`` outside every process, uncancellable.
+
+        For the simulated network's arrivals, the loop's most frequent timers: a message
+        on the wire belongs to no process (it arrives while its sender is frozen), and
+        nothing cancels it. Ordered with every other timer by (deadline, order of
+        scheduling), like :meth:`call_at`, but without the handle, the copied context
+        and the cancellation bookkeeping that one asyncio ``TimerHandle`` costs.
+        """
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        heappush(self._scheduled,
+                 (when, next(self._timer_sequence), _Outside(self, callback, args)))
 
     # ------------------------------------------------------------------ running
 

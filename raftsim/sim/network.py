@@ -9,10 +9,13 @@ Rules, in the order they are applied:
 
 * at send: a detached (crashed) source drops the message ("crashed"); a blocked path
   drops it ("partition"); then the link's loss probability ("loss"). A surviving message
-  arrives after a delay drawn uniformly from the link's latency range; with probability
-  ``reorder`` it is held back up to ten times the link's maximum latency more, so later
-  messages overtake it; with probability ``duplication`` a second copy (same serial)
-  travels with its own delay.
+  arrives after a delay drawn uniformly from the link's latency range, but never before
+  the message sent ahead of it on the same link: a link (one source to one target) keeps
+  send order, as the TCP connection between two live servers does, so jitter delays
+  messages and never reorders them. With probability ``reorder`` a message is instead
+  held back up to ten times the link's maximum latency more, outside the link's order, so
+  later messages overtake it (what a reconnection or a datagram network does); with
+  probability ``duplication`` a second copy (same serial) travels with its own delay.
 * at arrival: the message is dropped ("crashed") unless the target incarnation it was
   sent to is still attached -- a server that crashed and restarted in between does not
   get its predecessor's mail, as with a TCP connection that died with the process -- and
@@ -35,7 +38,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from contextvars import Context
 from typing import Any
 
 __all__ = ["NetworkObserver", "SimNetwork", "DROP_REASONS"]
@@ -100,8 +102,9 @@ def _latency(name: str, value: object) -> tuple[float, float]:
 class SimNetwork:
     """A seeded, faulty network between named endpoints, driven by a loop's timers.
 
-    ``loop`` needs only ``time()`` and ``call_at()`` (a :class:`VirtualTimeLoop` in the
-    simulator). Counters: ``sent`` (calls to :meth:`send`), ``delivered`` (including
+    ``loop`` needs only ``time()`` and ``call_at_outside()`` (a :class:`VirtualTimeLoop`:
+    messages on the wire belong to no process, so one that a paused server sent still
+    arrives). Counters: ``sent`` (calls to :meth:`send`), ``delivered`` (including
     duplicates), ``dropped`` (and ``dropped_by_reason``), ``duplicated``, ``in_flight``.
     """
 
@@ -122,10 +125,7 @@ class SimNetwork:
         self._reorder = _probability("reorder", reorder)
         self._low, self._high = low, high
         self._time: Callable[[], float] = loop.time
-        self._call_at: Callable[..., object] = loop.call_at
-        #: the context arrivals run in: a message on the wire belongs to no process, so
-        #: one that a paused server sent still arrives (see ``VirtualTimeLoop.freeze``)
-        self._wire = Context()
+        self._call_at: Callable[..., None] = loop.call_at_outside
         self._random = rng.random
         #: every node ever attached, in attach order (ids that faults may name)
         self._known: dict[str, None] = {}
@@ -139,6 +139,8 @@ class SimNetwork:
         self._cuts: dict[str, set[str]] = {}
         self._isolated: set[str] = set()
         self._faulty = False
+        #: (source, target) -> when the last in-order message on that link arrives
+        self._link_tail: dict[tuple[str, str], float] = {}
         self._serial = 0
         self.sent = 0
         self.delivered = 0
@@ -228,22 +230,31 @@ class SimNetwork:
             return
         deliver = self._endpoints.get(target)
         now = self._time()
-        delay = low + (high - low) * rand()
-        if self._reorder and rand() < self._reorder:
-            delay += REORDER_FACTOR * high * rand()
         self._in_flight += 1
         flying = self._flying[serial] = [source, target, meta, 1]
-        self._call_at(now + delay, self._arrive, serial, source, target, data, meta, deliver,
-                      context=self._wire)
+        self._call_at(self._arrival(source, target, now, low, high), self._arrive,
+                      serial, source, target, data, meta, deliver)
         if self._duplication and rand() < self._duplication:
             self.duplicated += 1
-            delay = low + (high - low) * rand()
-            if self._reorder and rand() < self._reorder:
-                delay += REORDER_FACTOR * high * rand()
             self._in_flight += 1
             flying[3] += 1
-            self._call_at(now + delay, self._arrive, serial, source, target, data, meta,
-                          deliver, context=self._wire)
+            self._call_at(self._arrival(source, target, now, low, high), self._arrive,
+                          serial, source, target, data, meta, deliver)
+
+    def _arrival(self, source: str, target: str, now: float, low: float,
+                 high: float) -> float:
+        """When a message sent now arrives: its drawn delay, held back by ``reorder``
+        (out of the link's order) or else no earlier than the link's previous message."""
+        rand = self._random
+        when = now + low + (high - low) * rand()
+        if self._reorder and rand() < self._reorder:
+            return when + REORDER_FACTOR * high * rand()
+        link = (source, target)
+        tail = self._link_tail.get(link, 0.0)
+        if when < tail:
+            when = tail
+        self._link_tail[link] = when
+        return when
 
     def _arrive(self, serial: int, source: str, target: str, data: bytes, meta: object,
                 deliver: Deliver | None) -> None:
