@@ -111,7 +111,9 @@ class _Outside:
             })
 
 
-_TimerEntry = tuple[float, int, "asyncio.TimerHandle | _Outside"]
+# (deadline, order of scheduling, an asyncio.TimerHandle or an _Outside): both have
+# _cancelled, _scheduled, _context and _run, which is all the loop uses
+_TimerEntry = tuple[float, int, Any]
 
 
 class SimulationDeadlock(RuntimeError):
