@@ -482,3 +482,50 @@ def test_closed_loop_refuses_work_and_leaves_no_warning() -> None:
         loop.call_soon(lambda: None)
     with pytest.raises(RuntimeError, match="closed"):
         loop.call_later(1.0, lambda: None)
+
+
+def _callback_order(loop: VirtualTimeLoop, seed: int) -> list[tuple[float, int]]:
+    """A random program of timers (some at the same instant, some cancelled, some
+    scheduled outside every process) that schedule more timers and ready callbacks:
+    which callback ran when."""
+    rng = random.Random(seed)
+    order: list[tuple[float, int]] = []
+    counter = iter(range(10**6))
+
+    def fire(k: int) -> None:
+        order.append((loop.time(), k))
+        if len(order) > 400:
+            return
+        for _ in range(rng.choice((1, 1, 2))):
+            delay = rng.choice((0.0, 0.001, 0.002, rng.random() / 100))
+            choice = rng.random()
+            if choice < 0.3:
+                loop.call_soon(fire, next(counter))
+            elif choice < 0.6:
+                loop.call_at_outside(loop.time() + delay, fire, next(counter))
+            else:
+                handle = loop.call_later(delay, fire, next(counter))
+                if rng.random() < 0.2:
+                    handle.cancel()
+
+    for _ in range(5):
+        loop.call_later(rng.random() / 100, fire, next(counter))
+    loop.run_for(10.0)
+    return order
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lone_timers_run_in_the_order_the_general_path_runs_them(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = VirtualTimeLoop()
+    try:
+        expected_fast = _callback_order(fast, seed)
+    finally:
+        fast.close()
+    monkeypatch.setattr(VirtualTimeLoop, "_run_lone_timers", lambda self: 0)
+    general = VirtualTimeLoop()
+    try:
+        assert _callback_order(general, seed) == expected_fast
+    finally:
+        general.close()
+    assert len(expected_fast) > 100
