@@ -257,3 +257,10 @@ def test_removing_or_demoting_the_last_voter_is_refused() -> None:
         apply_change(one, ConfigChange(ChangeKind.REMOVE, "a"))
     with pytest.raises(ConfigurationError, match="need at least one voter in configuration"):
         apply_change(one, ConfigChange(ChangeKind.DEMOTE, "a"))
+
+
+def test_majority_index_is_the_highest_index_a_majority_stored() -> None:
+    assert quorum.majority_index([9, 7, 5, 2, 1]) == 5
+    assert quorum.majority_index([1, 9, 2]) == 2
+    assert quorum.majority_index([4, 3, 2, 1]) == 2
+    assert quorum.majority_index([]) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ConfigurationError(ValueError):
@@ -29,10 +29,12 @@ class Configuration:
     """An ordered list of servers (order is preserved: the API lists it as stored)."""
 
     servers: tuple[ServerInfo, ...] = ()
+    #: the voters' ids, in order: derived from ``servers`` once (a leader counts them
+    #: on every acknowledgement)
+    voters: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def voters(self) -> tuple[str, ...]:
-        return tuple(s.id for s in self.servers if s.voter)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "voters", tuple(s.id for s in self.servers if s.voter))
 
     @property
     def ids(self) -> tuple[str, ...]:

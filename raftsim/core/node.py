@@ -892,9 +892,11 @@ class RaftNode:
                                      min(self.commit_index, prev), context))
 
     def _maybe_commit(self, now: float) -> None:
-        match = {peer: pr.match for peer, pr in self.progress.items()}
-        match[self.id] = self.log.last_index
-        n = quorum.committed_index(self.configuration.voters, match)
+        progress, me = self.progress, self.id
+        last = self.log.last_index
+        n = quorum.majority_index(
+            [last if v == me else (progress[v].match if v in progress else 0)
+             for v in self.configuration.voters])
         if n <= self.commit_index:
             return
         # Figure 8: only an entry of the current term is committed by counting replicas.

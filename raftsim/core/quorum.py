@@ -11,7 +11,13 @@ def quorum_size(voters: int) -> int:
 
 def committed_index(voters: Iterable[str], match: Mapping[str, int]) -> int:
     """The highest index stored on a majority of ``voters`` (0 with no voters)."""
-    indexes = sorted((match.get(v, 0) for v in voters), reverse=True)
+    return majority_index([match.get(v, 0) for v in voters])
+
+
+def majority_index(stored: Iterable[int]) -> int:
+    """The highest index stored on a majority, given what each voter has stored (0 with
+    no voters)."""
+    indexes = sorted(stored, reverse=True)
     if not indexes:
         return 0
     return indexes[quorum_size(len(indexes)) - 1]
