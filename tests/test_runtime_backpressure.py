@@ -78,16 +78,15 @@ def test_a_flush_proposes_in_slices_and_heartbeats_go_out_between_them(
             cluster.loop.call_soon(probe)
 
     appends_while_working: list[int] = []
-    network_send = cluster.network.send
 
-    def watch(source: str, target: str, data: bytes, meta: object = None) -> None:
-        current = leader.node
-        if (source == leader.id and isinstance(meta, AppendEntries) and current is not None
-                and current.log.last_index < start + 16_000):
-            appends_while_working.append(len(meta.entries))
-        network_send(source, target, data, meta)
+    class Watch:
+        def on_send(self, serial: int, source: str, target: str, meta: object) -> None:
+            current = leader.node
+            if (source == leader.id and isinstance(meta, AppendEntries)
+                    and current is not None and current.log.last_index < start + 16_000):
+                appends_while_working.append(len(meta.entries))
 
-    cluster.network.send = watch  # type: ignore[method-assign]
+    cluster.network.observer = Watch()
     outcomes = Outcomes()
     for n in range(16_000):
         leader.submit(encode_put(f"k{n}", b"v"), outcomes.done_for(n))

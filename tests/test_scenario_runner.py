@@ -212,7 +212,7 @@ read = {key = "k", via = "s2", value = "w"}
 """)
     result = run_scenario(load_scenario(path))
     assert result.failure is not None
-    assert str(result.failure) == "step 8 (read) at t=0.280s: value: expected 'w', actual 'v'"
+    assert str(result.failure) == "step 8 (read) at t=0.281s: value: expected 'w', actual 'v'"
     api = [(r["server"], r["method"], r["path"], r["status"]) for r in result.records
            if r["kind"] == "api"]
     assert api == [("s3", "PUT", "/v1/kv/k", 200), ("s4", "GET", "/v1/kv/k", 200),

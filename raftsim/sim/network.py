@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from contextvars import Context
 from typing import Any
 
 __all__ = ["NetworkObserver", "SimNetwork", "DROP_REASONS"]
@@ -102,9 +103,10 @@ def _latency(name: str, value: object) -> tuple[float, float]:
 class SimNetwork:
     """A seeded, faulty network between named endpoints, driven by a loop's timers.
 
-    ``loop`` needs only ``time()`` and ``call_at_outside()`` (a :class:`VirtualTimeLoop`:
-    messages on the wire belong to no process, so one that a paused server sent still
-    arrives). Counters: ``sent`` (calls to :meth:`send`), ``delivered`` (including
+    ``loop`` needs only ``time()`` and ``call_at()``; arrivals run outside every process
+    (a message on the wire belongs to none, so one that a paused server sent still
+    arrives), through a :class:`VirtualTimeLoop`'s ``call_at_outside`` where there is one.
+    Counters: ``sent`` (calls to :meth:`send`), ``delivered`` (including
     duplicates), ``dropped`` (and ``dropped_by_reason``), ``duplicated``, ``in_flight``.
     """
 
@@ -125,7 +127,15 @@ class SimNetwork:
         self._reorder = _probability("reorder", reorder)
         self._low, self._high = low, high
         self._time: Callable[[], float] = loop.time
-        self._call_at: Callable[..., None] = loop.call_at_outside
+        call_at_outside = getattr(loop, "call_at_outside", None)
+        if call_at_outside is None:  # a stock asyncio loop: arrivals in an empty context
+            wire = Context()
+
+            def call_at_outside(when: float, callback: Callable[..., object],
+                                *args: Any) -> None:
+                loop.call_at(when, callback, *args, context=wire)
+
+        self._call_at: Callable[..., None] = call_at_outside
         self._random = rng.random
         #: every node ever attached, in attach order (ids that faults may name)
         self._known: dict[str, None] = {}
