@@ -8,7 +8,7 @@ the core never waits for an answer, it reacts to whatever arrives.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 
 class EntryKind(enum.IntEnum):
@@ -185,3 +185,38 @@ class Snapshot:
     term: int
     configuration: bytes
     data: bytes | bytearray = field(default=b"", repr=False)
+
+
+def _construct_through_slots(cls: type) -> None:
+    """Give a frozen, slotted dataclass an ``__init__`` that sets each field through its
+    slot's descriptor.
+
+    dataclass's own ``__init__`` for a frozen class calls ``object.__setattr__`` per
+    field, looked up anew each time: 0.84 µs for an eight-field message against 0.49 µs
+    this way, and a simulation builds every message twice (the sender's core makes it,
+    the receiver's decoder makes it again) and every entry on every follower. Same
+    signature and defaults; the instances stay frozen (assignment still raises).
+    """
+    namespace: dict[str, object] = {}
+    params: list[str] = []
+    sets: list[str] = []
+    for f in fields(cls):
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: a default_factory is not supported")
+        namespace[f"_set_{f.name}"] = getattr(cls, f.name).__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        sets.append(f"    _set_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(sets) + "\n"
+    exec(source, namespace)  # noqa: S102 -- generated from the class's own field names
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    cls.__init__ = init  # type: ignore[misc]
+
+
+for _cls in (Entry, *MESSAGE_TYPES, HardState, Snapshot):
+    _construct_through_slots(_cls)
+del _cls
