@@ -917,13 +917,21 @@ class Server:
         spent = 0
         deadline = self._flush_deadline
         time = self.loop.time
-        while backlog and spent < self._apply_budget:
-            entry = backlog.popleft()
-            entries.append(entry)
-            spent += max(len(entry.data), _MIN_APPLY_COST)
-            if len(entries) % _CLOCK_STRIDE == 0 and time() >= deadline:
-                spent = max(spent, self._apply_budget)  # nothing more in this flush
-                break
+        budget = self._apply_budget
+        take = backlog.popleft
+        append = entries.append
+        stride = _CLOCK_STRIDE
+        while backlog and spent < budget:
+            entry = take()
+            append(entry)
+            size = len(entry.data)
+            spent += size if size > _MIN_APPLY_COST else _MIN_APPLY_COST
+            stride -= 1
+            if not stride:
+                stride = _CLOCK_STRIDE
+                if time() >= deadline:
+                    spent = max(spent, budget)  # nothing more in this flush
+                    break
         self._apply_budget -= spent
         if entries:
             self._apply(entries)
@@ -1280,16 +1288,21 @@ class Server:
         kv = self.kv
         proposals = self._proposals
         submitted = self._submitted
+        command = EntryKind.COMMAND
         for entry in committed:
             group = submitted.pop(entry.index, None) if submitted else None
             if group is not None:
-                self._pending_commands -= len(group[1])
-                if group[0] == entry.term:
-                    self._apply_submitted(entry, group[1], group[2])
+                term, waiting, ops = group
+                self._pending_commands -= len(waiting)
+                if term == entry.term:
+                    if len(waiting) == 1:  # one entry per command: no list of results
+                        waiting[0](kv.apply_op(entry.index, ops[0]))
+                    else:
+                        self._apply_submitted(entry, waiting, ops)
                     continue
-                for done in group[1]:  # another leader's entry took its place
+                for done in waiting:  # another leader's entry took its place
                     done(LeadershipLost())
-            if entry.kind is EntryKind.COMMAND:
+            if entry.kind is command:
                 result = kv.apply(entry.index, entry.data)
             else:
                 kv.advance(entry.index)
