@@ -137,6 +137,17 @@ class ConnectionTransport(Protocol):
     def connection_to(self, target: str) -> Connection | None: ...
 
 
+@runtime_checkable
+class GatheringTransport(Protocol):
+    """A transport that can gather what is sent and write it later, per peer, in one go
+    (the live world's TCP). A group-commit flush sends every message of its Readies,
+    gathered, before it applies any of them."""
+
+    def gather(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class RemoteError(Exception):
     """A forwarded RPC that the remote server answered with an error."""
 
@@ -195,6 +206,8 @@ class Server:
         self.rng = rng
         self.storage = storage
         self.transport = transport
+        #: the transport, if it gathers sends (a flush's messages leave in one write each)
+        self._gatherer = transport if isinstance(transport, GatheringTransport) else None
         self.loop = loop
         self.observer = observer
         #: compact the log once this many entries were applied past the last snapshot
@@ -824,8 +837,22 @@ class Server:
         self._apply_budget = APPLY_BUDGET
         self._flushing = True
         try:
+            # Every message of the batch first (all of it is durable now), gathered into
+            # one write per peer where the transport can; then apply and answer. The
+            # followers get to work while this server applies.
+            gatherer = self._gatherer
+            if gatherer is not None:
+                gatherer.gather()
+            try:
+                send = self.transport.send
+                for ready in batch:
+                    for message in ready.messages:
+                        send(message.target, encode_message(message), message)
+            finally:
+                if gatherer is not None:
+                    gatherer.release()
             for ready in batch:
-                self._process(ready, persisted=True)
+                self._process(ready, persisted=True, sent=True)
             if self._backlog and self._apply_budget > 0:
                 self._apply_backlog()
                 self._signal_change()
@@ -1042,7 +1069,7 @@ class Server:
             self.on_storage_failure(exc)
         return False
 
-    def _process(self, ready: Ready, *, persisted: bool = False) -> None:
+    def _process(self, ready: Ready, *, persisted: bool = False, sent: bool = False) -> None:
         node = self.node
         if node is None:
             return
@@ -1069,7 +1096,7 @@ class Server:
                 self._emit(event.kind, event.fields)
             self._wait_for_disk(ready, delay)
             return
-        self._act(ready, node)
+        self._act(ready, node, sent=sent)
 
     def _wait_for_disk(self, ready: Ready, delay: float) -> None:
         """Act on ``ready`` once its save (``delay`` seconds, after the saves before
@@ -1103,13 +1130,15 @@ class Server:
         if queue:
             self._disk_timer = self.loop.call_at(queue[0][0], self._disk_done)
 
-    def _act(self, ready: Ready, node: RaftNode, *, told: bool = False) -> None:
+    def _act(self, ready: Ready, node: RaftNode, *, told: bool = False,
+             sent: bool = False) -> None:
         """A saved Ready's effects, in Raft's order: send, apply, answer (``told``:
-        its events are in the trace already)."""
+        its events are in the trace already; ``sent``: its messages were sent)."""
         # 2. send
-        send = self.transport.send
-        for message in ready.messages:
-            send(message.target, encode_message(message), message)
+        if not sent:
+            send = self.transport.send
+            for message in ready.messages:
+                send(message.target, encode_message(message), message)
         # 3. apply
         changed = False
         if ready.restore is not None:

@@ -137,7 +137,10 @@ class FileStorage:
         # the log: contiguous, from the snapshot index + 1 or earlier (trailing entries)
         self._entries: list[Entry] = []
         self._hard_state_exists = False
-        self._locations: list[tuple[_Segment, int]] = []  # where each of _entries is
+        # where each of _entries is: its segment and its record's offset in it (two
+        # lists of what exists already, not a tuple per entry for the collector to scan)
+        self._entry_segments: list[_Segment] = []
+        self._entry_offsets: list[int] = []
         self._segments: list[_Segment] = []  # in index order; the last one is appended to
         self._tail_fd: int | None = None  # open on _segments[-1] once we write to it
         self._closed = False
@@ -281,12 +284,15 @@ class FileStorage:
             keep_from = snapshot.index - self.trailing_logs + 1
             covered = max(0, keep_from - self._entries[0].index)
             del self._entries[:covered]
-            del self._locations[:covered]
+            del self._entry_segments[:covered]
+            del self._entry_offsets[:covered]
             # Oldest first: a crash in between leaves a shorter log that still attaches.
-            doomed = self._segments_before(self._locations[0][0] if self._locations else None)
+            doomed = self._segments_before(
+                self._entry_segments[0] if self._entry_segments else None)
         else:
             self._entries.clear()
-            self._locations.clear()
+            self._entry_segments.clear()
+            self._entry_offsets.clear()
             # Newest first: a crash in between leaves a prefix of the old log, which
             # recovery recognises (by its term at the snapshot index) as replaced.
             doomed = self._segments[::-1]
@@ -309,7 +315,7 @@ class FileStorage:
         # One record per entry (a follower saves one entry per client command): the
         # record is built inline, with one Packer for all of them.
         pack, header, crc32 = _ENTRY_PACKER.pack, _HEADER.pack, zlib.crc32
-        locate = self._locations.append
+        in_segment, at_offset = self._entry_segments.append, self._entry_offsets.append
         limit = self._segment_bytes
         tail = self._segments[-1] if self._segments else None
         for entry in entries:
@@ -321,7 +327,8 @@ class FileStorage:
                     self._fsync_tail()  # durable before the next segment exists
                 tail = self._create_segment(entry.index)
                 created = True
-            locate((tail, tail.size + len(pending)))
+            in_segment(tail)
+            at_offset(tail.size + len(pending))
             pending += header(len(payload), crc32(payload))
             pending += payload
         self._entries.extend(entries)
@@ -334,7 +341,7 @@ class FileStorage:
         """Remove entries ``index..`` durably before anything replaces them: otherwise a
         crash could leave new entries spliced onto a stale remainder of the old log."""
         position = index - self._entries[0].index
-        segment, offset = self._locations[position]
+        segment, offset = self._entry_segments[position], self._entry_offsets[position]
         later = self._segments[self._segments.index(segment) + 1 :]
         if later:
             self._close_tail()
@@ -348,7 +355,8 @@ class FileStorage:
         segment.size = offset
         self._fsync_tail()
         del self._entries[position:]
-        del self._locations[position:]
+        del self._entry_segments[position:]
+        del self._entry_offsets[position:]
 
     # ------------------------------------------------------------------ files
 
@@ -469,7 +477,8 @@ class FileStorage:
         kept = self._attach_to_snapshot(wal)
         self._check_against_hard_state(hard_state_path, kept)
         self._entries = [entry for entry, _, _ in kept]
-        self._locations = [(segment, offset) for _, segment, offset in kept]
+        self._entry_segments = [segment for _, segment, _ in kept]
+        self._entry_offsets = [offset for _, _, offset in kept]
         doomed = self._segments_before(kept[0][1] if kept else None)
         for segment in doomed:
             _remove(segment.path)
