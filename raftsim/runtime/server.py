@@ -94,11 +94,19 @@ APPLY_BUDGET = 64 * 1024
 COMMIT_SAVE_INTERVAL = 1.0
 #: with group commit, a leader holds at most this many submitted commands that are not
 #: yet answered (queued, proposed, or committed and waiting to be applied); past it,
-#: ``submit`` refuses with Overloaded (HTTP: 429) instead of letting one flush grow
-#: without end: tens of thousands of entries proposed in one event-loop turn stall the
-#: loop past the election timeout, and leadership is lost (hashicorp/raft blocks its
-#: callers on a bounded apply channel; etcd refuses past MaxUncommittedEntriesSize)
-MAX_PENDING_COMMANDS = 16_384
+#: ``submit`` refuses with Overloaded (HTTP: 429) instead of queueing without end
+#: (hashicorp/raft blocks its callers on a bounded apply channel; etcd refuses past
+#: MaxUncommittedEntriesSize). The queue's length no longer decides whether the leader
+#: keeps leading: a flush proposes and applies in bounded slices (MAX_ENTRIES_PER_FLUSH,
+#: FLUSH_FRACTION) and yields in between, however many commands wait. What the bound
+#: keeps in check is memory (a waiting command costs a few hundred bytes of objects) and
+#: waiting time: 65,536 commands are one to two seconds of a leader's work at one entry
+#: per command on a small machine, well within a write's 5 s timeout, and a fraction of
+#: a second batched. A bound far below the writes clients keep in flight costs more than
+#: it saves: every answer lets one more in and refuses the next (at 32,000 in flight and
+#: a bound of 16,384, a refused attempt per completed write cost a third of the batched
+#: throughput).
+MAX_PENDING_COMMANDS = 65_536
 #: with group commit, ``submit`` also refuses while this many committed entries wait to
 #: be applied: the state machine is behind, and more writes would only wait longer
 MAX_APPLY_BACKLOG = 16_384
