@@ -72,6 +72,9 @@ class Progress:
     #: replicating, and the sum of their bytes (etcd's Inflights with MaxInflightBytes)
     inflight: deque[tuple[int, float, int]] = field(default_factory=deque)
     inflight_bytes: int = 0
+    #: how long this follower took to acknowledge an AppendEntries, lately: the largest
+    #: recent round trip, decaying towards smaller ones (see _handle_append_response)
+    round_trip: float = 0.0
     recent_active: bool = False
     last_response: float = -INF
     snapshot_index: int = 0
@@ -729,8 +732,14 @@ class RaftNode:
         progressed = match > pr.match
         if progressed:
             pr.match = match
+        sent_at = None
         while pr.inflight and pr.inflight[0][0] <= pr.match:
-            pr.inflight_bytes -= pr.inflight.popleft()[2]
+            _, sent_at, size = pr.inflight.popleft()
+            pr.inflight_bytes -= size
+        if sent_at is not None:
+            taken = now - sent_at
+            pr.round_trip = (taken if taken > pr.round_trip
+                             else pr.round_trip + (taken - pr.round_trip) / 8)
         if pr.state is ReplicationState.PROBE or (
             pr.state is ReplicationState.SNAPSHOT and pr.match >= pr.snapshot_index
         ):
@@ -749,10 +758,18 @@ class RaftNode:
         if (
             not progressed
             and pr.match < self.log.last_index
-            and (not pr.inflight or now - pr.inflight[0][1] >= self.settings.heartbeat_interval)
+            and (not pr.inflight or now - pr.inflight[0][1]
+                 >= max(self.settings.heartbeat_interval, 2 * pr.round_trip))
         ):
             # The follower is behind and nothing sent recently is still on its way:
             # an AppendEntries was lost. Probe again from what it has acknowledged.
+            # "Recently" is a heartbeat interval, or twice the follower's recent round
+            # trip if that is longer (TCP's retransmission timeout adapts the same way):
+            # this answer may be to a heartbeat sent before the oldest AppendEntries in
+            # flight, and a follower (or this leader) that works through large batches
+            # on a busy machine takes longer than a heartbeat interval to answer. Taking
+            # that for a loss resends everything in flight and pipelines one message at
+            # a time until the probe is answered, which slows it down further.
             pr.state = ReplicationState.PROBE
             pr.next = pr.match + 1
             pr.clear_inflight()
