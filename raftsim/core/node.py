@@ -45,6 +45,7 @@ from raftsim.core.messages import (
     RequestVoteResponse,
     Snapshot,
     TimeoutNow,
+    command_entries,
 )
 from raftsim.core.ready import Event, ReadState, Ready, Role
 from raftsim.core.settings import NodeSettings
@@ -370,24 +371,27 @@ class RaftNode:
         if not commands:
             raise ValueError("propose_many needs at least one command")
         limit = self.settings.max_uncommitted_bytes
-        first: Entry | None = None
-        count = 0
+        uncommitted = self.uncommitted_bytes
+        taken: list[bytes] = []
         for command in commands:
-            if limit and self.uncommitted_bytes and self.uncommitted_bytes + len(command) > limit:
-                if first is None:
-                    raise UncommittedLimitReached(self.uncommitted_bytes, limit)
+            if limit and uncommitted and uncommitted + len(command) > limit:
+                if not taken:
+                    raise UncommittedLimitReached(uncommitted, limit)
                 break
-            self.uncommitted_bytes += len(command)
-            entry = self._append_new(EntryKind.COMMAND, command)
-            if first is None:
-                first = entry
-            count += 1
-        assert first is not None
+            uncommitted += len(command)
+            taken.append(command)
+        self.uncommitted_bytes = uncommitted
+        # What _append_new does for each, in one go: one log append, entries built
+        # without the frozen dataclass's __init__ (see command_entries).
+        term, first = self.term, self.log.last_index + 1
+        self.log.extend(command_entries(term, first, taken))
+        if self._persist_from is None or first < self._persist_from:
+            self._persist_from = first
         self._broadcast_append(now)
         self._maybe_commit(now)
         ready = self._ready()
-        ready.proposed = (first.index, first.term)
-        return ready, count
+        ready.proposed = (first, term)
+        return ready, len(taken)
 
     def change_configuration(self, change: ConfigChange, now: float) -> Ready:
         """Append a single-server membership change as a CONFIGURATION entry (§4.1)."""
