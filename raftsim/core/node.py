@@ -11,6 +11,7 @@ dissertation (2014), "§9.6" meaning dissertation section 9.6.
 from __future__ import annotations
 
 import enum
+import operator
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ from raftsim.core.ready import Event, ReadState, Ready, Role
 from raftsim.core.settings import NodeSettings
 
 INF = float("inf")
+_INDEX = operator.attrgetter("index")
 
 
 class ReplicationState(enum.Enum):
@@ -680,7 +682,21 @@ class RaftNode:
                                              m.prev_log_index, hint_term, hint_index,
                                              m.context))
             return
-        for entry in m.entries:
+        entries = m.entries
+        first = m.prev_log_index + 1
+        if (entries and first == self.log.last_index + 1
+                and list(map(_INDEX, entries)) == list(range(first, first + len(entries)))):
+            # All of them are new, and in order (what a follower that keeps up always
+            # gets): appended in one go, as _append_local would one by one.
+            self.log.extend(list(entries))
+            if self._persist_from is None or entries[0].index < self._persist_from:
+                self._persist_from = entries[0].index
+            configuration = EntryKind.CONFIGURATION
+            for entry in entries:
+                if entry.kind is configuration:
+                    self._configuration_appended(entry)
+            entries = ()
+        for entry in entries:
             existing = self.log.term_at(entry.index)
             if existing is None:
                 self._append_local(entry)
@@ -1119,10 +1135,14 @@ class RaftNode:
         if self._persist_from is None or entry.index < self._persist_from:
             self._persist_from = entry.index
         if entry.kind is EntryKind.CONFIGURATION:
-            self._configs.append((entry.index, Configuration.decode(entry.data)))
-            self._event("config", index=entry.index,
-                        voters=list(self._configs[-1][1].voters),
-                        nonvoters=[s.id for s in self._configs[-1][1].servers if not s.voter])
+            self._configuration_appended(entry)
+
+    def _configuration_appended(self, entry: Entry) -> None:
+        """A CONFIGURATION entry joined the log: it takes effect at once (§4.1)."""
+        self._configs.append((entry.index, Configuration.decode(entry.data)))
+        self._event("config", index=entry.index,
+                    voters=list(self._configs[-1][1].voters),
+                    nonvoters=[s.id for s in self._configs[-1][1].servers if not s.voter])
 
     def _truncate_from(self, index: int) -> None:
         self._event("truncate", index=index)
