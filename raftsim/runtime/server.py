@@ -186,6 +186,12 @@ class _StageFailed(Exception):
 _COMMIT_TIMEOUT = "timed out waiting for the entry to commit"
 
 
+def _waiting(group: tuple[int, Completion | list[Completion], Any]) -> list[Completion]:
+    """The completions of a ``Server._submitted`` entry."""
+    waiting = group[1]
+    return waiting if isinstance(waiting, list) else [waiting]
+
+
 def _expire(fut: asyncio.Future[Any], message: str) -> None:
     if not fut.done():
         fut.set_exception(RequestTimeout(message))
@@ -247,8 +253,10 @@ class Server:
         self._batch: list[Ready] = []
         #: commands submitted and not yet proposed: (bytes, completion, decoded command)
         self._queued: deque[tuple[bytes, Completion, list[Any]]] = deque()
-        #: index -> (term, completions, decoded commands) of the entries proposed for them
-        self._submitted: dict[int, tuple[int, list[Completion], list[list[Any]]]] = {}
+        #: index -> (term, completions, decoded commands) of the entries proposed for them;
+        #: for an entry of one command (one entry per command), the completion and the
+        #: decoded command themselves, not lists of one (see _waiting)
+        self._submitted: dict[int, tuple[int, Completion | list[Completion], Any]] = {}
         #: group commit puts at most this many commands in one entry (0: as many as
         #: MAX_BATCH_BYTES allows; 1: one entry per command, as hashicorp/raft does)
         self.max_commands_per_entry = max_commands_per_entry
@@ -928,7 +936,7 @@ class Server:
             first, term = ready.proposed
             for offset in range(count):
                 _, done, op = run[offset]
-                submitted[first + offset] = (term, [done], [op])
+                submitted[first + offset] = (term, done, op)
             self._batch.append(ready)
             if count < len(run):  # the uncommitted limit took no more
                 refused = run[count:]
@@ -1330,13 +1338,16 @@ class Server:
             group = submitted.pop(entry.index, None) if submitted else None
             if group is not None:
                 term, waiting, ops = group
-                self._pending_commands -= len(waiting)
                 if term == entry.term:
-                    if len(waiting) == 1:  # one entry per command: no list of results
-                        waiting[0](kv.apply_op(entry.index, ops[0]))
-                    else:
+                    if isinstance(waiting, list):
+                        self._pending_commands -= len(waiting)
                         self._apply_submitted(entry, waiting, ops)
+                    else:  # one entry per command
+                        self._pending_commands -= 1
+                        waiting(kv.apply_op(entry.index, ops))
                     continue
+                waiting = _waiting(group)
+                self._pending_commands -= len(waiting)
                 for done in waiting:  # another leader's entry took its place
                     done(LeadershipLost())
             if entry.kind is command:
@@ -1368,7 +1379,7 @@ class Server:
 
     def _take_submitted(self, index: int) -> list[Completion]:
         """The completions waiting for entry ``index``, no longer pending."""
-        waiting = self._submitted.pop(index)[1]
+        waiting = _waiting(self._submitted.pop(index))
         self._pending_commands -= len(waiting)
         return waiting
 
@@ -1386,8 +1397,9 @@ class Server:
         committed = self.node.commit_index if self.node is not None else 0
         submitted = self._submitted
         self._submitted = {i: group for i, group in submitted.items() if i <= committed}
-        for index, (_, waiting, _) in submitted.items():
+        for index, group in submitted.items():
             if index > committed:
+                waiting = _waiting(group)
                 self._pending_commands -= len(waiting)
                 for done in waiting:
                     done(type(error)())
