@@ -63,6 +63,7 @@ from raftsim.wire import (
     Notification,
     Request,
     Response,
+    RoundEncoder,
     WireError,
     decode_frame,
     decode_message,
@@ -861,9 +862,10 @@ class Server:
                 gatherer.gather()
             try:
                 send = self.transport.send
+                encode = RoundEncoder().encode  # one packing of new entries for all
                 for ready in batch:
                     for message in ready.messages:
-                        send(message.target, encode_message(message), message)
+                        send(message.target, encode(message), message)
             finally:
                 if gatherer is not None:
                     gatherer.release()
