@@ -310,16 +310,26 @@ class FileStorage:
     def _append(self, entries: tuple[Entry, ...]) -> None:
         if entries[0].index <= self.last_index:
             self._truncate_from(entries[0].index)
+        # One record per entry (a follower saves one entry per client command), built
+        # with one Packer for all of them; the EntryKind packs as the int it is.
+        pack, header, crc32 = _ENTRY_PACKER.pack, _HEADER.pack, zlib.crc32
+        payloads = [pack([e.term, e.index, e.kind, e.data]) for e in entries]
+        records = [header(len(p), crc32(p)) + p for p in payloads]
+        sizes = list(map(len, records))
+        tail = self._segments[-1] if self._segments else None
+        if tail is not None and tail.size + sum(sizes) - sizes[-1] < self._segment_bytes:
+            # All of them go to the tail segment (the loop below would start no new one).
+            self._entry_segments.extend(itertools.repeat(tail, len(records)))
+            self._entry_offsets.extend(itertools.accumulate(sizes[:-1], initial=tail.size))
+            self._entries.extend(entries)
+            self._write_tail(b"".join(records))
+            self._fsync_tail()
+            return
         created = False
         pending = bytearray()  # records for the tail segment, written in one go
-        # One record per entry (a follower saves one entry per client command): the
-        # record is built inline, with one Packer for all of them.
-        pack, header, crc32 = _ENTRY_PACKER.pack, _HEADER.pack, zlib.crc32
         in_segment, at_offset = self._entry_segments.append, self._entry_offsets.append
         limit = self._segment_bytes
-        tail = self._segments[-1] if self._segments else None
-        for entry in entries:
-            payload = pack([entry.term, entry.index, int(entry.kind), entry.data])
+        for entry, record in zip(entries, records, strict=True):
             if tail is None or tail.size + len(pending) >= limit:
                 if pending:
                     self._write_tail(pending)
@@ -329,8 +339,7 @@ class FileStorage:
                 created = True
             in_segment(tail)
             at_offset(tail.size + len(pending))
-            pending += header(len(payload), crc32(payload))
-            pending += payload
+            pending += record
         self._entries.extend(entries)
         self._write_tail(pending)
         self._fsync_tail()
