@@ -45,6 +45,10 @@ incomplete for ``frame_timeout`` (a slow-loris), a connection that says nothing 
 alive with small ping frames, so silence means the peer or the path is gone (a partition
 leaves TCP connections open but mute). A process that was stopped (SIGSTOP) and resumes
 reads what arrived meanwhile before it judges any connection idle.
+
+A message is written to its connection at once, except while the transport gathers
+(:meth:`TcpTransport.gather`, for a server's flush): then what goes to each peer is
+written with one write when the flush releases it, in the order it was sent.
 """
 
 from __future__ import annotations
