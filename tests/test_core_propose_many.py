@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from raftsim.core.errors import NotLeader, UncommittedLimitReached
-from raftsim.core.messages import AppendEntries
+from raftsim.core.messages import AppendEntries, Entry, EntryKind, command_entries
 from raftsim.core.settings import NodeSettings
 from tests.corenet import CoreNet
 
@@ -63,3 +63,16 @@ def test_only_a_leader_takes_them() -> None:
         net.nodes["b"].propose_many(COMMANDS, net.now)
     with pytest.raises(ValueError, match="at least one command"):
         net.nodes["a"].propose_many([], net.now)
+
+
+def test_command_entries_are_the_entries_the_constructor_builds() -> None:
+    """Built by setting slots, they equal, hash and compare as ``Entry(...)``, and stay
+    frozen."""
+    built = command_entries(3, 10, [b"a", b"bb", b""])
+    expected = [Entry(3, 10 + n, EntryKind.COMMAND, data)
+                for n, data in enumerate([b"a", b"bb", b""])]
+    assert built == expected
+    assert [hash(e) for e in built] == [hash(e) for e in expected]
+    assert repr(built[1]) == repr(expected[1])
+    with pytest.raises(AttributeError):
+        built[0].term = 4  # type: ignore[misc]

@@ -16,6 +16,7 @@ from raftsim.core.messages import (
     EntryKind,
     Message,
 )
+from raftsim.core.node import ReplicationState
 from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
 from tests.corenet import CoreNet
@@ -406,3 +407,43 @@ def test_a_leader_never_overwrites_or_deletes_entries_in_its_own_log() -> None:
     net.tick(0.5)
     assert log_of(net, "leader")[: len(before)] == before
     assert not any(e.kind == "truncate" for _, i, _, e in net.trace if i == "leader")
+
+
+def test_a_follower_slower_than_a_heartbeat_is_not_taken_for_a_lost_append() -> None:
+    """A follower that takes 150 ms to answer, three heartbeat intervals: the answer to a
+    heartbeat sent just before an AppendEntries arrives when that AppendEntries has been
+    on its way longer than a heartbeat interval, yet nothing was lost. The leader judges
+    by the follower's recent round trips: it resends nothing and keeps pipelining."""
+    net = CoreNet()
+    net.campaign("a")
+    leader = net.nodes["a"]
+    assert leader.role is Role.LEADER
+
+    def appends_to_b(m: Message) -> bool:
+        return isinstance(m, AppendEntries) and m.target == "b"
+
+    def answers_from_b(m: Message) -> bool:
+        return isinstance(m, AppendEntriesResponse) and m.source == "b"
+
+    for n in range(3):  # round trips of 150 ms to b; c answers at once
+        net.propose("a", b"x%d" % n)
+        net.deliver_where(lambda m: m.target == "c" or m.source == "c")
+        net.deliver_where(appends_to_b)
+        net.now += 0.15
+        net.deliver_where(answers_from_b)
+        net.deliver_all()
+    assert leader.progress["b"].match == leader.log.last_index
+    net.handle("a", leader.heartbeat(net.now))
+    net.now += 0.01
+    net.propose("a", b"after the heartbeat")
+    net.deliver_where(lambda m: m.target == "c" or m.source == "c")
+    net.deliver_where(appends_to_b)  # the heartbeat, then the entry: b answers both
+    net.now += 0.16
+    sent_before = len(net.sent)
+    heartbeat_answer = next(m for m in net.queue if answers_from_b(m))
+    assert heartbeat_answer.match_index < leader.log.last_index
+    net.deliver_where(lambda m: m is heartbeat_answer)
+    assert leader.progress["b"].state is ReplicationState.REPLICATE
+    assert not any(appends_to_b(m) and m.entries for m in net.sent[sent_before:])
+    net.deliver_where(answers_from_b)  # the entry's answer, 160 ms after it was sent
+    assert leader.progress["b"].match == leader.log.last_index

@@ -140,6 +140,38 @@ async def test_the_smaller_id_dials_first_and_one_connection_carries_both_ways(
     assert sock_a.getsockname() == sock_b.getpeername()
 
 
+#: ``asyncio.sleep`` of this yields for one event-loop turn
+ONE_TURN = 0
+
+
+async def test_sends_gathered_until_release_leave_in_order_in_one_write_per_peer(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group-commit flush gathers its messages: nothing is written until release, then
+    every message to a peer leaves, in order, in one write."""
+    await connected(pair)
+    a = pair.transports["a"]
+    writer = a._links["b"].writer
+    writes: list[bytes] = []
+    write = writer.write
+
+    def counted(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    monkeypatch.setattr(writer, "write", counted)
+    a.gather()
+    for term in (5, 6, 7):
+        a.send("b", encode_message(vote("a", "b", term)))
+    await asyncio.sleep(ONE_TURN)
+    assert writes == [] and pair.inboxes["b"].messages == []
+    a.release()
+    await until_async(lambda: len(pair.inboxes["b"].messages) == 3, 5.0)
+    assert [m.term for _, m in pair.inboxes["b"].messages] == [5, 6, 7]
+    assert len(writes) == 1
+    a.send("b", encode_message(vote("a", "b", 8)))  # not gathering: written at once
+    assert len(writes) == 2
+
+
 async def test_requests_and_responses_reach_the_receiver_as_frames(pair: Pair) -> None:
     await connected(pair)
     pair.transports["b"].send("a", encode_frame(Request(7, "api.forward", [1])))

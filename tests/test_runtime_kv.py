@@ -54,3 +54,28 @@ def test_an_empty_snapshot_is_an_empty_store() -> None:
 def test_bytes_that_are_no_kv_snapshot_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a KV snapshot"):
         decode_snapshot(data)
+
+
+#: commands of every kind, and some that are not commands: a follower's ``apply`` and a
+#: leader's ``apply_op`` (one entry per command) must agree with the batch path on each
+COMMANDS = [
+    ["put", "a", b"1", None], ["put", "a", b"2", None], ["put", "b", b"3", 0],
+    ["put", "b", b"4", 0], ["put", "a", b"5", 2], ["put", "a", b"6", 99],
+    ["delete", "b"], ["delete", "missing"], ["put", "a", "not bytes", None],
+    ["put", 7, b"v", None], ["get", "a"], [], ["put", "a"],
+]
+
+
+def test_one_command_applies_as_it_does_in_a_batch_of_one() -> None:
+    """``apply`` (a follower's path, one entry), ``apply_op`` (a leader's, a decoded
+    command) and ``apply_ops`` (a batch) leave the same state and give the same results,
+    command by command, including the ones that do not take effect."""
+    single, decoded, batched = KVStore(), KVStore(), KVStore()
+    for index, op in enumerate(COMMANDS, start=1):
+        data = msgpack.packb(op, use_bin_type=True)
+        expected = batched.apply_ops(index, [op])[0]
+        assert single.apply(index, data) is expected, op
+        assert decoded.apply_op(index, op) is expected, op
+    assert single.items == decoded.items == batched.items
+    assert single.applied_index == decoded.applied_index == batched.applied_index == 13
+    assert single.apply(14, b"\xc1") is False and single.applied_index == 14

@@ -36,6 +36,7 @@ from raftsim.wire import (
     Notification,
     Request,
     Response,
+    RoundEncoder,
     WireError,
     codec,
     decode_frame,
@@ -453,3 +454,33 @@ def test_the_largest_messages_the_default_settings_allow_fit_in_a_frame() -> Non
     assert sum(len(e.data) for e in entries[:-1]) <= settings.max_bytes_per_message
     for message in (chunk, append):
         assert len(encode_message(message)) <= MAX_FRAME_BYTES // 2
+
+
+def test_a_round_encodes_every_message_as_encode_message_does() -> None:
+    """A leader's round: the same new entries to each follower (packed once), entries
+    some followers already have, heartbeats, other messages, then other entries."""
+    log = [Entry(3, i, EntryKind.COMMAND, encode_put(f"k{i}", b"v" * i)) for i in range(1, 9)]
+    log[0] = Entry(3, 1, EntryKind.NOOP)
+    fresh = tuple(log[4:8])
+    round_ = [
+        AppendEntries(3, "a", "b", 4, 3, fresh, 4),
+        AppendEntries(3, "a", "c", 4, 3, tuple(log[4:8]), 4, 7),
+        AppendEntries(3, "a", "d", 2, 3, tuple(log[2:8]), 2),
+        AppendEntries(3, "a", "b", 8, 3, (), 8),
+        RequestVoteResponse(3, "a", "e", False),
+        AppendEntries(3, "a", "e", 0, 0, tuple(log[0:4]), 4),
+        AppendEntries(3, "a", "b", 4, 3, fresh[:3], 4),
+        AppendEntries(3, "a", "c", 4, 3, fresh, 2**63 - 1, 2**63 - 1),
+    ]
+    encoder = RoundEncoder()
+    assert [encoder.encode(m) for m in round_] == [encode_message(m) for m in round_]
+    assert [decode_message_bytes(encoder.encode(m)) for m in round_] == round_
+
+
+def test_a_round_refuses_what_cannot_be_encoded_and_goes_on() -> None:
+    encoder = RoundEncoder()
+    entries = (Entry(1, 1, EntryKind.COMMAND, encode_put("k", b"v")),)
+    with pytest.raises(MessageError, match="cannot encode AppendEntries"):
+        encoder.encode(AppendEntries(2**64, "a", "b", 0, 0, entries, 0))
+    good = AppendEntries(1, "a", "b", 0, 0, entries, 0)
+    assert encoder.encode(good) == encode_message(good)

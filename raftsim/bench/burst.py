@@ -48,9 +48,11 @@ async def _worker(args: argparse.Namespace) -> None:
     from raftsim.bench.live import leader_or_serve
     from raftsim.core.ready import Role
     from raftsim.live.agent import LIVE_SETTINGS, AgentConfig
+    from raftsim.runtime.collector import tune_for_live_server
     from raftsim.runtime.errors import Overloaded
     from raftsim.runtime.kv import encode_put
 
+    tune_for_live_server()
     loop = asyncio.get_running_loop()
     peers = dict(p.split("=", 1) for p in args.peer)
     config = AgentConfig(server_id=args.id, node_name=f"{args.id}.global", rpc=args.rpc,
@@ -60,6 +62,8 @@ async def _worker(args: argparse.Namespace) -> None:
                                           election_timeout_max=2 * args.election_timeout))
     server = await leader_or_serve(config, loop, settle=SETTLE_TIMEOUT)
     server.max_commands_per_entry = args.per_entry
+    if args.max_pending:
+        server.max_pending_commands = args.max_pending
     role_changes = 0
     observer = server.observer
 
@@ -146,7 +150,7 @@ class _StallMeter:
 
 
 async def _run(count: int, total: int, root: Path, per_entry: int,
-               election_timeout: float) -> dict[str, Any]:
+               election_timeout: float, max_pending: int) -> dict[str, Any]:
     ports = free_ports(6)
     ids = ["s1", "s2", "s3"]
     rpc = {sid: f"127.0.0.1:{ports[2 * k]}" for k, sid in enumerate(ids)}
@@ -156,7 +160,7 @@ async def _run(count: int, total: int, root: Path, per_entry: int,
             command = [sys.executable, "-m", "raftsim.bench.burst", "--id", sid,
                        "--rpc", rpc[sid], "--http", f"127.0.0.1:{ports[2 * k + 1]}",
                        "--data-dir", str(root / sid), "--count", str(count), "--total", str(total),
-                       "--per-entry", str(per_entry),
+                       "--per-entry", str(per_entry), "--max-pending", str(max_pending),
                        "--election-timeout", str(election_timeout)]
             command += [arg for p, a in rpc.items() if p != sid for arg in ("--peer", f"{p}={a}")]
             processes.append(await asyncio.create_subprocess_exec(
@@ -187,12 +191,15 @@ async def _run(count: int, total: int, root: Path, per_entry: int,
 
 
 def run_burst(count: int, *, total: int = 0, per_entry: int = 1,
-              election_timeout: float = 1.0, root: Path | None = None) -> dict[str, Any]:
+              election_timeout: float = 1.0, max_pending: int = 0,
+              root: Path | None = None) -> dict[str, Any]:
     """Start three workers; the leader offers ``count`` writes at once, and (up to
-    ``total`` in all) a new one each time one is answered; its report."""
+    ``total`` in all) a new one each time one is answered; its report. ``max_pending``:
+    the leader's bound on unanswered writes (0: the server's default,
+    MAX_PENDING_COMMANDS)."""
     with tempfile.TemporaryDirectory(prefix="raftsim-burst-", dir=root) as directory:
         return asyncio.run(_run(count, total, Path(directory), per_entry,
-                                election_timeout))
+                                election_timeout, max_pending))
 
 
 def _worker_main(argv: Sequence[str]) -> None:
@@ -209,6 +216,8 @@ def _worker_main(argv: Sequence[str]) -> None:
                         help="writes offered in all: each answer offers the next (closed loop)")
     parser.add_argument("--per-entry", type=int, default=1,
                         help="commands per log entry at most (0: group commit's batching)")
+    parser.add_argument("--max-pending", type=int, default=0,
+                        help="the leader's bound on unanswered writes (0: the default)")
     args = parser.parse_args(argv)
     from raftsim.live.agent import run_live
 

@@ -81,6 +81,13 @@ class RaftLog:
             self._before = entry.index - 1
         self._entries.append(entry)
 
+    def extend(self, entries: list[Entry]) -> None:
+        """Append ``entries``, which follow each other from ``last_index + 1`` on (the
+        caller built them so; only the first is checked)."""
+        if entries:
+            self.append(entries[0])
+            self._entries.extend(entries[1:])
+
     def truncate_from(self, index: int) -> None:
         """Drop entries at ``index`` and after (a conflicting suffix; never the snapshot's
         own trailing entries)."""

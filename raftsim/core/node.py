@@ -11,6 +11,7 @@ dissertation (2014), "§9.6" meaning dissertation section 9.6.
 from __future__ import annotations
 
 import enum
+import operator
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -45,11 +46,13 @@ from raftsim.core.messages import (
     RequestVoteResponse,
     Snapshot,
     TimeoutNow,
+    command_entries,
 )
 from raftsim.core.ready import Event, ReadState, Ready, Role
 from raftsim.core.settings import NodeSettings
 
 INF = float("inf")
+_INDEX = operator.attrgetter("index")
 
 
 class ReplicationState(enum.Enum):
@@ -72,6 +75,9 @@ class Progress:
     #: replicating, and the sum of their bytes (etcd's Inflights with MaxInflightBytes)
     inflight: deque[tuple[int, float, int]] = field(default_factory=deque)
     inflight_bytes: int = 0
+    #: how long this follower took to acknowledge an AppendEntries, lately: the largest
+    #: recent round trip, decaying towards smaller ones (see _handle_append_response)
+    round_trip: float = 0.0
     recent_active: bool = False
     last_response: float = -INF
     snapshot_index: int = 0
@@ -367,24 +373,27 @@ class RaftNode:
         if not commands:
             raise ValueError("propose_many needs at least one command")
         limit = self.settings.max_uncommitted_bytes
-        first: Entry | None = None
-        count = 0
+        uncommitted = self.uncommitted_bytes
+        taken: list[bytes] = []
         for command in commands:
-            if limit and self.uncommitted_bytes and self.uncommitted_bytes + len(command) > limit:
-                if first is None:
-                    raise UncommittedLimitReached(self.uncommitted_bytes, limit)
+            if limit and uncommitted and uncommitted + len(command) > limit:
+                if not taken:
+                    raise UncommittedLimitReached(uncommitted, limit)
                 break
-            self.uncommitted_bytes += len(command)
-            entry = self._append_new(EntryKind.COMMAND, command)
-            if first is None:
-                first = entry
-            count += 1
-        assert first is not None
+            uncommitted += len(command)
+            taken.append(command)
+        self.uncommitted_bytes = uncommitted
+        # What _append_new does for each, in one go: one log append, entries built
+        # without the frozen dataclass's __init__ (see command_entries).
+        term, first = self.term, self.log.last_index + 1
+        self.log.extend(command_entries(term, first, taken))
+        if self._persist_from is None or first < self._persist_from:
+            self._persist_from = first
         self._broadcast_append(now)
         self._maybe_commit(now)
         ready = self._ready()
-        ready.proposed = (first.index, first.term)
-        return ready, count
+        ready.proposed = (first, term)
+        return ready, len(taken)
 
     def change_configuration(self, change: ConfigChange, now: float) -> Ready:
         """Append a single-server membership change as a CONFIGURATION entry (§4.1)."""
@@ -673,7 +682,21 @@ class RaftNode:
                                              m.prev_log_index, hint_term, hint_index,
                                              m.context))
             return
-        for entry in m.entries:
+        entries = m.entries
+        first = m.prev_log_index + 1
+        if (entries and first == self.log.last_index + 1
+                and list(map(_INDEX, entries)) == list(range(first, first + len(entries)))):
+            # All of them are new, and in order (what a follower that keeps up always
+            # gets): appended in one go, as _append_local would one by one.
+            self.log.extend(list(entries))
+            if self._persist_from is None or entries[0].index < self._persist_from:
+                self._persist_from = entries[0].index
+            configuration = EntryKind.CONFIGURATION
+            for entry in entries:
+                if entry.kind is configuration:
+                    self._configuration_appended(entry)
+            entries = ()
+        for entry in entries:
             existing = self.log.term_at(entry.index)
             if existing is None:
                 self._append_local(entry)
@@ -729,8 +752,14 @@ class RaftNode:
         progressed = match > pr.match
         if progressed:
             pr.match = match
+        sent_at = None
         while pr.inflight and pr.inflight[0][0] <= pr.match:
-            pr.inflight_bytes -= pr.inflight.popleft()[2]
+            _, sent_at, size = pr.inflight.popleft()
+            pr.inflight_bytes -= size
+        if sent_at is not None:
+            taken = now - sent_at
+            pr.round_trip = (taken if taken > pr.round_trip
+                             else pr.round_trip + (taken - pr.round_trip) / 8)
         if pr.state is ReplicationState.PROBE or (
             pr.state is ReplicationState.SNAPSHOT and pr.match >= pr.snapshot_index
         ):
@@ -749,10 +778,18 @@ class RaftNode:
         if (
             not progressed
             and pr.match < self.log.last_index
-            and (not pr.inflight or now - pr.inflight[0][1] >= self.settings.heartbeat_interval)
+            and (not pr.inflight or now - pr.inflight[0][1]
+                 >= max(self.settings.heartbeat_interval, 2 * pr.round_trip))
         ):
             # The follower is behind and nothing sent recently is still on its way:
             # an AppendEntries was lost. Probe again from what it has acknowledged.
+            # "Recently" is a heartbeat interval, or twice the follower's recent round
+            # trip if that is longer (TCP's retransmission timeout adapts the same way):
+            # this answer may be to a heartbeat sent before the oldest AppendEntries in
+            # flight, and a follower (or this leader) that works through large batches
+            # on a busy machine takes longer than a heartbeat interval to answer. Taking
+            # that for a loss resends everything in flight and pipelines one message at
+            # a time until the probe is answered, which slows it down further.
             pr.state = ReplicationState.PROBE
             pr.next = pr.match + 1
             pr.clear_inflight()
@@ -1100,10 +1137,14 @@ class RaftNode:
         if self._persist_from is None or entry.index < self._persist_from:
             self._persist_from = entry.index
         if entry.kind is EntryKind.CONFIGURATION:
-            self._configs.append((entry.index, Configuration.decode(entry.data)))
-            self._event("config", index=entry.index,
-                        voters=list(self._configs[-1][1].voters),
-                        nonvoters=[s.id for s in self._configs[-1][1].servers if not s.voter])
+            self._configuration_appended(entry)
+
+    def _configuration_appended(self, entry: Entry) -> None:
+        """A CONFIGURATION entry joined the log: it takes effect at once (§4.1)."""
+        self._configs.append((entry.index, Configuration.decode(entry.data)))
+        self._event("config", index=entry.index,
+                    voters=list(self._configs[-1][1].voters),
+                    nonvoters=[s.id for s in self._configs[-1][1].servers if not s.voter])
 
     def _truncate_from(self, index: int) -> None:
         self._event("truncate", index=index)

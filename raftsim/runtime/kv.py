@@ -96,8 +96,30 @@ class KVStore:
 
     def apply(self, index: int, command: bytes) -> bool:
         """Apply one committed command; returns whether it took effect (for a batch:
-        whether all of its commands did)."""
-        return all(self.apply_batch(index, command))
+        whether all of its commands did). A follower applies every entry through here,
+        one per command where the leader proposes one entry per command, so a single
+        command does not go through a batch's list of results."""
+        self.applied_index = index
+        op = _decode(command)
+        if op is None:
+            return False
+        if op[0] == "batch" and len(op) == 2 and type(op[1]) is list:
+            return all(self.apply_ops(index, op[1]))
+        return self.apply_op(index, op)
+
+    def apply_op(self, index: int, op: Any) -> bool:
+        """Apply one decoded command (``checked_command``'s, not a batch) at ``index``;
+        returns whether it took effect. The same as ``apply_ops(index, [op])[0]``."""
+        self.applied_index = index
+        if type(op) is list and len(op) == 4 and op[0] == "put" and op[3] is None:
+            key, value = op[1], op[2]
+            if type(key) is str and type(value) is bytes:
+                items = self.items
+                current = items.get(key)
+                items[key] = _new_item(KVItem, (
+                    value, index, index if current is None else current.create_index))
+                return True
+        return self._apply_op(index, op)
 
     def apply_batch(self, index: int, command: bytes) -> list[bool]:
         """Apply a committed command; returns each result: one per command of a batch

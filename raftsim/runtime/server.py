@@ -63,6 +63,7 @@ from raftsim.wire import (
     Notification,
     Request,
     Response,
+    RoundEncoder,
     WireError,
     decode_frame,
     decode_message,
@@ -94,11 +95,19 @@ APPLY_BUDGET = 64 * 1024
 COMMIT_SAVE_INTERVAL = 1.0
 #: with group commit, a leader holds at most this many submitted commands that are not
 #: yet answered (queued, proposed, or committed and waiting to be applied); past it,
-#: ``submit`` refuses with Overloaded (HTTP: 429) instead of letting one flush grow
-#: without end: tens of thousands of entries proposed in one event-loop turn stall the
-#: loop past the election timeout, and leadership is lost (hashicorp/raft blocks its
-#: callers on a bounded apply channel; etcd refuses past MaxUncommittedEntriesSize)
-MAX_PENDING_COMMANDS = 16_384
+#: ``submit`` refuses with Overloaded (HTTP: 429) instead of queueing without end
+#: (hashicorp/raft blocks its callers on a bounded apply channel; etcd refuses past
+#: MaxUncommittedEntriesSize). The queue's length no longer decides whether the leader
+#: keeps leading: a flush proposes and applies in bounded slices (MAX_ENTRIES_PER_FLUSH,
+#: FLUSH_FRACTION) and yields in between, however many commands wait. What the bound
+#: keeps in check is memory (a waiting command costs a few hundred bytes of objects) and
+#: waiting time: 65,536 commands are one to two seconds of a leader's work at one entry
+#: per command on a small machine, well within a write's 5 s timeout, and a fraction of
+#: a second batched. A bound far below the writes clients keep in flight costs more than
+#: it saves: every answer lets one more in and refuses the next (at 32,000 in flight and
+#: a bound of 16,384, a refused attempt per completed write cost a third of the batched
+#: throughput).
+MAX_PENDING_COMMANDS = 65_536
 #: with group commit, ``submit`` also refuses while this many committed entries wait to
 #: be applied: the state machine is behind, and more writes would only wait longer
 MAX_APPLY_BACKLOG = 16_384
@@ -137,6 +146,17 @@ class ConnectionTransport(Protocol):
     def connection_to(self, target: str) -> Connection | None: ...
 
 
+@runtime_checkable
+class GatheringTransport(Protocol):
+    """A transport that can gather what is sent and write it later, per peer, in one go
+    (the live world's TCP). A group-commit flush sends every message of its Readies,
+    gathered, before it applies any of them."""
+
+    def gather(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class RemoteError(Exception):
     """A forwarded RPC that the remote server answered with an error."""
 
@@ -167,6 +187,12 @@ class _StageFailed(Exception):
 _COMMIT_TIMEOUT = "timed out waiting for the entry to commit"
 
 
+def _waiting(group: tuple[int, Completion | list[Completion], Any]) -> list[Completion]:
+    """The completions of a ``Server._submitted`` entry."""
+    waiting = group[1]
+    return waiting if isinstance(waiting, list) else [waiting]
+
+
 def _expire(fut: asyncio.Future[Any], message: str) -> None:
     if not fut.done():
         fut.set_exception(RequestTimeout(message))
@@ -195,6 +221,8 @@ class Server:
         self.rng = rng
         self.storage = storage
         self.transport = transport
+        #: the transport, if it gathers sends (a flush's messages leave in one write each)
+        self._gatherer = transport if isinstance(transport, GatheringTransport) else None
         self.loop = loop
         self.observer = observer
         #: compact the log once this many entries were applied past the last snapshot
@@ -226,8 +254,10 @@ class Server:
         self._batch: list[Ready] = []
         #: commands submitted and not yet proposed: (bytes, completion, decoded command)
         self._queued: deque[tuple[bytes, Completion, list[Any]]] = deque()
-        #: index -> (term, completions, decoded commands) of the entries proposed for them
-        self._submitted: dict[int, tuple[int, list[Completion], list[list[Any]]]] = {}
+        #: index -> (term, completions, decoded commands) of the entries proposed for them;
+        #: for an entry of one command (one entry per command), the completion and the
+        #: decoded command themselves, not lists of one (see _waiting)
+        self._submitted: dict[int, tuple[int, Completion | list[Completion], Any]] = {}
         #: group commit puts at most this many commands in one entry (0: as many as
         #: MAX_BATCH_BYTES allows; 1: one entry per command, as hashicorp/raft does)
         self.max_commands_per_entry = max_commands_per_entry
@@ -824,8 +854,23 @@ class Server:
         self._apply_budget = APPLY_BUDGET
         self._flushing = True
         try:
+            # Every message of the batch first (all of it is durable now), gathered into
+            # one write per peer where the transport can; then apply and answer. The
+            # followers get to work while this server applies.
+            gatherer = self._gatherer
+            if gatherer is not None:
+                gatherer.gather()
+            try:
+                send = self.transport.send
+                encode = RoundEncoder().encode  # one packing of new entries for all
+                for ready in batch:
+                    for message in ready.messages:
+                        send(message.target, encode(message), message)
+            finally:
+                if gatherer is not None:
+                    gatherer.release()
             for ready in batch:
-                self._process(ready, persisted=True)
+                self._process(ready, persisted=True, sent=True)
             if self._backlog and self._apply_budget > 0:
                 self._apply_backlog()
                 self._signal_change()
@@ -893,7 +938,7 @@ class Server:
             first, term = ready.proposed
             for offset in range(count):
                 _, done, op = run[offset]
-                submitted[first + offset] = (term, [done], [op])
+                submitted[first + offset] = (term, done, op)
             self._batch.append(ready)
             if count < len(run):  # the uncommitted limit took no more
                 refused = run[count:]
@@ -917,13 +962,21 @@ class Server:
         spent = 0
         deadline = self._flush_deadline
         time = self.loop.time
-        while backlog and spent < self._apply_budget:
-            entry = backlog.popleft()
-            entries.append(entry)
-            spent += max(len(entry.data), _MIN_APPLY_COST)
-            if len(entries) % _CLOCK_STRIDE == 0 and time() >= deadline:
-                spent = max(spent, self._apply_budget)  # nothing more in this flush
-                break
+        budget = self._apply_budget
+        take = backlog.popleft
+        append = entries.append
+        stride = _CLOCK_STRIDE
+        while backlog and spent < budget:
+            entry = take()
+            append(entry)
+            size = len(entry.data)
+            spent += size if size > _MIN_APPLY_COST else _MIN_APPLY_COST
+            stride -= 1
+            if not stride:
+                stride = _CLOCK_STRIDE
+                if time() >= deadline:
+                    spent = max(spent, budget)  # nothing more in this flush
+                    break
         self._apply_budget -= spent
         if entries:
             self._apply(entries)
@@ -1034,7 +1087,7 @@ class Server:
             self.on_storage_failure(exc)
         return False
 
-    def _process(self, ready: Ready, *, persisted: bool = False) -> None:
+    def _process(self, ready: Ready, *, persisted: bool = False, sent: bool = False) -> None:
         node = self.node
         if node is None:
             return
@@ -1061,7 +1114,7 @@ class Server:
                 self._emit(event.kind, event.fields)
             self._wait_for_disk(ready, delay)
             return
-        self._act(ready, node)
+        self._act(ready, node, sent=sent)
 
     def _wait_for_disk(self, ready: Ready, delay: float) -> None:
         """Act on ``ready`` once its save (``delay`` seconds, after the saves before
@@ -1095,13 +1148,15 @@ class Server:
         if queue:
             self._disk_timer = self.loop.call_at(queue[0][0], self._disk_done)
 
-    def _act(self, ready: Ready, node: RaftNode, *, told: bool = False) -> None:
+    def _act(self, ready: Ready, node: RaftNode, *, told: bool = False,
+             sent: bool = False) -> None:
         """A saved Ready's effects, in Raft's order: send, apply, answer (``told``:
-        its events are in the trace already)."""
+        its events are in the trace already; ``sent``: its messages were sent)."""
         # 2. send
-        send = self.transport.send
-        for message in ready.messages:
-            send(message.target, encode_message(message), message)
+        if not sent:
+            send = self.transport.send
+            for message in ready.messages:
+                send(message.target, encode_message(message), message)
         # 3. apply
         changed = False
         if ready.restore is not None:
@@ -1280,16 +1335,24 @@ class Server:
         kv = self.kv
         proposals = self._proposals
         submitted = self._submitted
+        command = EntryKind.COMMAND
         for entry in committed:
             group = submitted.pop(entry.index, None) if submitted else None
             if group is not None:
-                self._pending_commands -= len(group[1])
-                if group[0] == entry.term:
-                    self._apply_submitted(entry, group[1], group[2])
+                term, waiting, ops = group
+                if term == entry.term:
+                    if isinstance(waiting, list):
+                        self._pending_commands -= len(waiting)
+                        self._apply_submitted(entry, waiting, ops)
+                    else:  # one entry per command
+                        self._pending_commands -= 1
+                        waiting(kv.apply_op(entry.index, ops))
                     continue
-                for done in group[1]:  # another leader's entry took its place
+                waiting = _waiting(group)
+                self._pending_commands -= len(waiting)
+                for done in waiting:  # another leader's entry took its place
                     done(LeadershipLost())
-            if entry.kind is EntryKind.COMMAND:
+            if entry.kind is command:
                 result = kv.apply(entry.index, entry.data)
             else:
                 kv.advance(entry.index)
@@ -1318,7 +1381,7 @@ class Server:
 
     def _take_submitted(self, index: int) -> list[Completion]:
         """The completions waiting for entry ``index``, no longer pending."""
-        waiting = self._submitted.pop(index)[1]
+        waiting = _waiting(self._submitted.pop(index))
         self._pending_commands -= len(waiting)
         return waiting
 
@@ -1336,8 +1399,9 @@ class Server:
         committed = self.node.commit_index if self.node is not None else 0
         submitted = self._submitted
         self._submitted = {i: group for i, group in submitted.items() if i <= committed}
-        for index, (_, waiting, _) in submitted.items():
+        for index, group in submitted.items():
             if index > committed:
+                waiting = _waiting(group)
                 self._pending_commands -= len(waiting)
                 for done in waiting:
                     done(type(error)())

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 import re
 import struct
@@ -67,6 +68,8 @@ logger = logging.getLogger(__name__)
 MiB = 1 << 20
 
 _HEADER = struct.Struct(">II")  # payload length, CRC32 of the payload
+_TERM = operator.attrgetter("term")
+_INDEX = operator.attrgetter("index")
 _HARD_STATE = "hardstate.bin"
 _TEMP_SUFFIX = ".tmp"
 #: a snapshot file stage_snapshot() wrote and fsynced, waiting for save() to rename it
@@ -134,7 +137,10 @@ class FileStorage:
         # the log: contiguous, from the snapshot index + 1 or earlier (trailing entries)
         self._entries: list[Entry] = []
         self._hard_state_exists = False
-        self._locations: list[tuple[_Segment, int]] = []  # where each of _entries is
+        # where each of _entries is: its segment and its record's offset in it (two
+        # lists of what exists already, not a tuple per entry for the collector to scan)
+        self._entry_segments: list[_Segment] = []
+        self._entry_offsets: list[int] = []
         self._segments: list[_Segment] = []  # in index order; the last one is appended to
         self._tail_fd: int | None = None  # open on _segments[-1] once we write to it
         self._closed = False
@@ -233,7 +239,7 @@ class FileStorage:
         """Refuse, before writing anything, calls no Raft node makes and whose result
         recovery could not tell apart from damage (a gap, a snapshot moving backwards)."""
         term = hard_state.term if hard_state is not None else self._hard_state.term
-        newest = max([e.term for e in entries] + [s.term for s in [snapshot] if s], default=0)
+        newest = max(max(map(_TERM, entries), default=0), snapshot.term if snapshot else 0)
         if newest > term:
             raise ValueError(f"an entry or snapshot of term {newest} cannot be saved while "
                              f"the term is {term}")
@@ -254,9 +260,11 @@ class FileStorage:
                     f"entries from index {first} do not attach to a log holding "
                     f"{offset + 1}..{last}"
                 )
-            for before, after in itertools.pairwise(entries):
-                if after.index != before.index + 1:
-                    raise ValueError(f"entries are not contiguous: {before.index}, {after.index}")
+            if list(map(_INDEX, entries)) != list(range(first, first + len(entries))):
+                for before, after in itertools.pairwise(entries):
+                    if after.index != before.index + 1:
+                        raise ValueError(
+                            f"entries are not contiguous: {before.index}, {after.index}")
 
     def _save_snapshot(self, snapshot: Snapshot) -> None:
         # Memory semantics: a snapshot matching our log keeps the suffix after it; one
@@ -276,12 +284,15 @@ class FileStorage:
             keep_from = snapshot.index - self.trailing_logs + 1
             covered = max(0, keep_from - self._entries[0].index)
             del self._entries[:covered]
-            del self._locations[:covered]
+            del self._entry_segments[:covered]
+            del self._entry_offsets[:covered]
             # Oldest first: a crash in between leaves a shorter log that still attaches.
-            doomed = self._segments_before(self._locations[0][0] if self._locations else None)
+            doomed = self._segments_before(
+                self._entry_segments[0] if self._entry_segments else None)
         else:
             self._entries.clear()
-            self._locations.clear()
+            self._entry_segments.clear()
+            self._entry_offsets.clear()
             # Newest first: a crash in between leaves a prefix of the old log, which
             # recovery recognises (by its term at the snapshot index) as replaced.
             doomed = self._segments[::-1]
@@ -299,21 +310,37 @@ class FileStorage:
     def _append(self, entries: tuple[Entry, ...]) -> None:
         if entries[0].index <= self.last_index:
             self._truncate_from(entries[0].index)
+        # One record per entry (a follower saves one entry per client command), built
+        # with one Packer for all of them; the EntryKind packs as the int it is.
+        pack, header, crc32 = _ENTRY_PACKER.pack, _HEADER.pack, zlib.crc32
+        payloads = [pack([e.term, e.index, e.kind, e.data]) for e in entries]
+        records = [header(len(p), crc32(p)) + p for p in payloads]
+        sizes = list(map(len, records))
+        tail = self._segments[-1] if self._segments else None
+        if tail is not None and tail.size + sum(sizes) - sizes[-1] < self._segment_bytes:
+            # All of them go to the tail segment (the loop below would start no new one).
+            self._entry_segments.extend(itertools.repeat(tail, len(records)))
+            self._entry_offsets.extend(itertools.accumulate(sizes[:-1], initial=tail.size))
+            self._entries.extend(entries)
+            self._write_tail(b"".join(records))
+            self._fsync_tail()
+            return
         created = False
         pending = bytearray()  # records for the tail segment, written in one go
-        for entry in entries:
-            record = _frame(_pack_entry(entry))
-            tail = self._segments[-1] if self._segments else None
-            if tail is None or tail.size + len(pending) >= self._segment_bytes:
+        in_segment, at_offset = self._entry_segments.append, self._entry_offsets.append
+        limit = self._segment_bytes
+        for entry, record in zip(entries, records, strict=True):
+            if tail is None or tail.size + len(pending) >= limit:
                 if pending:
                     self._write_tail(pending)
                     pending.clear()
                     self._fsync_tail()  # durable before the next segment exists
                 tail = self._create_segment(entry.index)
                 created = True
-            self._locations.append((tail, tail.size + len(pending)))
-            self._entries.append(entry)
+            in_segment(tail)
+            at_offset(tail.size + len(pending))
             pending += record
+        self._entries.extend(entries)
         self._write_tail(pending)
         self._fsync_tail()
         if created:
@@ -323,7 +350,7 @@ class FileStorage:
         """Remove entries ``index..`` durably before anything replaces them: otherwise a
         crash could leave new entries spliced onto a stale remainder of the old log."""
         position = index - self._entries[0].index
-        segment, offset = self._locations[position]
+        segment, offset = self._entry_segments[position], self._entry_offsets[position]
         later = self._segments[self._segments.index(segment) + 1 :]
         if later:
             self._close_tail()
@@ -337,7 +364,8 @@ class FileStorage:
         segment.size = offset
         self._fsync_tail()
         del self._entries[position:]
-        del self._locations[position:]
+        del self._entry_segments[position:]
+        del self._entry_offsets[position:]
 
     # ------------------------------------------------------------------ files
 
@@ -458,7 +486,8 @@ class FileStorage:
         kept = self._attach_to_snapshot(wal)
         self._check_against_hard_state(hard_state_path, kept)
         self._entries = [entry for entry, _, _ in kept]
-        self._locations = [(segment, offset) for _, segment, offset in kept]
+        self._entry_segments = [segment for _, segment, _ in kept]
+        self._entry_offsets = [offset for _, _, offset in kept]
         doomed = self._segments_before(kept[0][1] if kept else None)
         for segment in doomed:
             _remove(segment.path)
@@ -680,8 +709,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: packs entry records on the event loop's thread (``msgpack.packb`` builds a Packer per
+#: call); the same bytes as ``msgpack.packb``. Snapshot files, written by worker
+#: threads, use a Packer of their own.
+_ENTRY_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 def _pack_entry(entry: Entry) -> bytes:
-    return msgpack.packb([entry.term, entry.index, int(entry.kind), entry.data])
+    """An entry record's payload (``FileStorage._append`` builds the same inline)."""
+    return _ENTRY_PACKER.pack([entry.term, entry.index, int(entry.kind), entry.data])
 
 
 def _unpack_entry(payload: bytes | memoryview) -> Entry:

@@ -7,6 +7,7 @@ value. Every error is a :class:`WireError` (a ``ValueError``).
 
 from raftsim.wire.codec import (
     MessageError,
+    RoundEncoder,
     decode_message,
     decode_message_bytes,
     encode_message,
@@ -45,6 +46,7 @@ __all__ = [
     "Notification",
     "Request",
     "Response",
+    "RoundEncoder",
     "WireError",
     "decode_frame",
     "decode_message",
