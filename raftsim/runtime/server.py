@@ -557,6 +557,13 @@ class Server:
         raise ProposalDropped("leadership transfer in progress")
 
     async def _await_submitted(self, command: bytes, timeout: float) -> bool:
+        return await self.submit_waiting(command, timeout)
+
+    def submit_waiting(self, command: bytes, timeout: float) -> asyncio.Future[bool]:
+        """``submit`` for a caller that wants a future rather than a callback (the HTTP
+        port's shortcut answers from its done-callback, with no task): it resolves with
+        the state machine's result, or fails with what failed the command, or with
+        RequestTimeout after ``timeout`` seconds. Raises at once as ``submit`` does."""
         fut: asyncio.Future[bool] = self.loop.create_future()
 
         def done(outcome: bool | Exception) -> None:
@@ -568,7 +575,7 @@ class Server:
 
         self.submit(command, done)
         self._expire_at(self.loop.time() + timeout, fut)
-        return await fut
+        return fut
 
     def _expire_at(self, deadline: float, fut: asyncio.Future[bool]) -> None:
         """Fail ``fut`` with RequestTimeout at ``deadline`` unless it is done by then.
