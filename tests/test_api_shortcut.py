@@ -219,3 +219,36 @@ def test_what_the_shortcut_takes() -> None:
     assert parse_short_put(keep) == ("/v1/kv/k1", b"vvvvvvvv")
     empty = b"PUT /v1/kv/a%2Fb HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
     assert parse_short_put(empty) == ("/v1/kv/a%2Fb", b"")
+
+
+def test_connections_past_the_cap_get_503_on_uvloop_too() -> None:
+    """Live agents run on uvloop, whose transports are no asyncio.Transport subclass: the
+    503 answer past the cap asserted that they were, and failed there."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        storage = MemoryStorage()
+        hard_state, entries = bootstrap_state(
+            Configuration((ServerInfo("s1", "127.0.0.1:1"),)))
+        storage.save(hard_state, tuple(entries), None)
+        server = Server("s1", settings=NodeSettings(), rng=random.Random(1), storage=storage,
+                        transport=Nowhere(), loop=loop, group_commit=True)
+        server.start()
+        limits = HttpLimits(header_timeout=5.0, body_timeout=5.0, max_connections=1)
+        runner = await serve_http(build_app(server), "127.0.0.1", 0, limits=limits)
+        port = bound_port(runner)
+        try:
+            held_reader, held = await asyncio.open_connection("127.0.0.1", port)
+            held.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(held_reader.readuntil(b"\r\n\r\n"), 5.0)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            refused = await asyncio.wait_for(reader.read(), 5.0)
+            writer.close()
+            held.close()
+            return refused
+        finally:
+            await runner.cleanup()
+            server.crash()
+
+    assert uvloop.run(main()).startswith(b"HTTP/1.1 503")
