@@ -202,6 +202,10 @@ class _Link:
         #: the server id the peer's TLS certificate names (None without TLS)
         self.certified = certified
         self.number = next(transport._numbers)
+        if isinstance(reader, _DirectReader):
+            # from now on what arrives is taken as it arrives (not before __init__ ends:
+            # nothing arrives while it runs)
+            reader.link = self
         self.heard_hello = False
         peername = writer.get_extra_info("peername")
         self.remote = (f"{peername[0]}:{peername[1]}"
@@ -213,8 +217,6 @@ class _Link:
         self.last_sent = now
         self.partial_since: float | None = None
         self.closed = False
-        if isinstance(reader, _DirectReader):
-            reader.link = self  # from now on, what arrives is taken as it arrives
 
     def __repr__(self) -> str:
         return f"<connection #{self.number} {self.describe()}>"
