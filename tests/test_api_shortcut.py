@@ -141,6 +141,34 @@ async def test_other_requests_on_a_shortcut_connection_go_to_aiohttp_in_order(
     assert ports.on.server is not None and ports.on.server.requests_count == 3
 
 
+async def test_a_head_that_arrives_in_pieces_is_gathered_first(ports: Ports) -> None:
+    reader, writer = await ports.connect(ports.on)
+    try:
+        for piece in (PUT[:10], PUT[10:30], PUT[30:]):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(POLL)  # let each piece arrive on its own
+        answer = (await answers(reader, 1))[0]
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert answer.endswith(b"\r\n\r\ntrue")
+    assert ports.on.server is not None and ports.on.server.requests_count == 0
+
+
+async def test_a_head_that_never_finishes_after_a_short_write_is_closed(
+        ports: Ports) -> None:
+    reader, writer = await ports.connect(ports.on)
+    try:
+        writer.write(PUT)
+        await answers(reader, 1)
+        writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert await asyncio.wait_for(reader.read(), FAST.header_timeout * 4) == b""
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def test_an_invalid_key_gets_aiohttps_400(ports: Ports) -> None:
     raw = b"PUT /v1/kv/%ff HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
     on = await one_exchange(ports, ports.on, raw)

@@ -9,8 +9,9 @@ leader, so the shortcut answers this one request shape itself, with the same byt
 aiohttp would send (status line, headers in aiohttp's order, body), and hands everything
 else to aiohttp unchanged:
 
-- only a request that arrives whole in one read: request line ``PUT /v1/kv/<key>
-  HTTP/1.1`` with no query, plain header lines (visible ASCII, no obsolete folding), one
+- only a request whose body is all here once its head is (as a client writes a small
+  request: with one write): request line ``PUT /v1/kv/<key> HTTP/1.1`` with no query,
+  plain header lines (visible ASCII, no obsolete folding), one
   ``Content-Length`` within the value limit and exactly that many body bytes after the
   headers; no ``Transfer-Encoding``, ``Expect``, ``Upgrade``, ``Connection`` other than
   ``keep-alive``, no token headers;
@@ -24,9 +25,11 @@ its limits, timeouts and error answers, and responses stay in request order. A w
 leader could not append (it lost leadership first) is handed to aiohttp the same way, as
 it arrived: aiohttp forwards it to the new leader, as it would have.
 
-A shortcut connection that stays idle ``header_timeout`` seconds after it connected or
-after its last answer is closed, as aiohttp closes its idle keep-alive connections; the
-HTTP port's connection cap counts shortcut connections too (``serve.py``).
+A request's head is gathered here until it is complete (at most MAX_HEAD_BYTES), so a
+shortcut connection that has not sent a whole request head ``header_timeout`` seconds
+after it connected or after its last answer is closed, as aiohttp closes such
+connections; the HTTP port's connection cap counts shortcut connections too
+(``serve.py``).
 """
 
 from __future__ import annotations
@@ -195,6 +198,11 @@ class KvShortcut(asyncio.Protocol):
         else hand it (and the connection) to aiohttp."""
         if data is None:
             data, self.pending = self.pending, bytearray()
+        if len(data) <= MAX_HEAD_BYTES and b"\r\n\r\n" not in data:
+            # The head is not all here: wait for it, within what is left of the header
+            # timeout (the idle timer closes the connection then, as aiohttp would).
+            self.pending = bytearray(data)
+            return
         parsed = parse_short_put(data) if self._may_take() else None
         if parsed is None:
             self._hand_over(data)
