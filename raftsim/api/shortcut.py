@@ -236,7 +236,7 @@ class KvShortcut(asyncio.Protocol):
         self.busy = False
         if self.closed:
             return
-        exc = fut.exception()
+        exc = ServerStopped() if fut.cancelled() else fut.exception()
         if exc is None:
             answer = _answer("200 OK", _JSON, b"true" if fut.result() else b"false",
                              known_leader(self.state))
