@@ -35,6 +35,7 @@ connections; the HTTP port's connection cap counts shortcut connections too
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -53,6 +54,8 @@ from raftsim.core.errors import NotLeader, ProposalDropped, UncommittedLimitReac
 from raftsim.core.ready import Role
 from raftsim.runtime.errors import Overloaded, ServerStopped
 from raftsim.runtime.kv import MAX_VALUE_BYTES, encode_put
+
+log = logging.getLogger(__name__)
 
 #: a request head longer than this goes to aiohttp (its own line limit is 8190 bytes)
 MAX_HEAD_BYTES: Final = 8190
@@ -157,6 +160,8 @@ class KvShortcut(asyncio.Protocol):
         self.pending = bytearray()
         #: a write is waiting to commit (what arrives meanwhile waits in ``pending``)
         self.busy = False
+        #: the future of the write waiting to commit
+        self.waiting: asyncio.Future[bool] | None = None
         self.handed_over = False
         self.closed = False
         self.paused = False
@@ -216,7 +221,8 @@ class KvShortcut(asyncio.Protocol):
         server = self.state.server
         try:
             waiting = server.submit_waiting(encode_put(key, value, None),
-                                            self.state.request_timeout)
+                                            self.state.request_timeout,
+                                            then=lambda fut: self._committed_now(fut, data))
         except (Overloaded, UncommittedLimitReached) as exc:
             self._write(self._overloaded(exc))
             return
@@ -224,6 +230,8 @@ class KvShortcut(asyncio.Protocol):
             self._hand_over(data)  # nothing happened: aiohttp finds the leader
             return
         self.busy = True
+        self.waiting = waiting
+        # a timeout fails the future without ``then``: its callback answers then
         waiting.add_done_callback(lambda fut: self._committed(fut, data))
 
     def _may_take(self) -> bool:
@@ -232,7 +240,20 @@ class KvShortcut(asyncio.Protocol):
         return (not state.acl.enabled and node is not None and node.role is Role.LEADER
                 and node.transfer_target is None)
 
+    def _committed_now(self, fut: asyncio.Future[bool], request: bytes | bytearray) -> None:
+        """``_committed`` inside the server's processing, which must not raise."""
+        try:
+            self._committed(fut, request)
+        except Exception:
+            log.exception("answering a short KV write failed; closing its connection")
+            self.close()
+
     def _committed(self, fut: asyncio.Future[bool], request: bytes | bytearray) -> None:
+        """Answer the write ``fut`` waited for (called once or twice for it: at once by
+        the server, and as the future's callback; the first answers)."""
+        if fut is not self.waiting:
+            return
+        self.waiting = None
         self.busy = False
         if self.closed:
             return
