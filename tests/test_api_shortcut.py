@@ -24,7 +24,7 @@ from raftsim.core.configuration import Configuration, ServerInfo
 from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
 from raftsim.core.settings import NodeSettings
-from raftsim.runtime.kv import MAX_VALUE_BYTES
+from raftsim.runtime.kv import MAX_VALUE_BYTES, encode_put
 from raftsim.runtime.server import Server
 from raftsim.storage.memory import MemoryStorage
 
@@ -280,3 +280,16 @@ def test_connections_past_the_cap_get_503_on_uvloop_too() -> None:
             server.crash()
 
     assert uvloop.run(main()).startswith(b"HTTP/1.1 503")
+
+
+async def test_a_committed_write_is_answered_before_the_futures_callbacks_run(
+        ports: Ports) -> None:
+    """``Server.submit_waiting(then=...)`` calls ``then`` inside the server's processing,
+    as the command resolves the future: the shortcut answers there, a loop turn before
+    the future's own callbacks could."""
+    order: list[str] = []
+    fut = ports.server.submit_waiting(encode_put("k9", b"v", None), 5.0,
+                                      then=lambda f: order.append(f"then: done={f.done()}"))
+    fut.add_done_callback(lambda f: order.append("callback"))
+    assert await fut is True
+    assert order == ["then: done=True", "callback"]
