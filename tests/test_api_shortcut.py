@@ -34,6 +34,10 @@ FAST = HttpLimits(header_timeout=0.5, body_timeout=0.5, max_connections=4)
 PUT = b"PUT /v1/kv/k1 HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nvvvvvvvv"
 
 
+def with_header(header: bytes) -> bytes:
+    return PUT.replace(b"Host: x", b"Host: x\r\n" + header)
+
+
 class Nowhere:
     def send(self, target: str, data: bytes, meta: object = None) -> None:
         pass
@@ -169,6 +173,30 @@ async def test_a_head_that_never_finishes_after_a_short_write_is_closed(
         await writer.wait_closed()
 
 
+@pytest.mark.parametrize("raw", [
+    PUT,
+    PUT.replace(b"Host: x\r\n", b""),
+    with_header(b"Host: y"),
+    PUT.replace(b"/v1/kv/k1", b"/v1/kv/%zz"),
+    PUT.replace(b"/v1/kv/k1", b"/v1/kv/a//b/../c"),
+    PUT.replace(b"/v1/kv/k1", b"/v1/kv/a%00b"),
+    PUT.replace(b"/v1/kv/k1", b"/v1/kv/%C3%A9t%C3%A9"),
+    PUT.replace(b"/v1/kv/k1", b"/v1/kv/" + b"k" * 513),
+    PUT.replace(b"/v1/kv/k1", b"/v1/kv/"),
+    PUT.replace(b"/v1/kv/k1", b"/v1/kv/a;b=c"),
+    PUT.replace(b"Content-Length: 8", b"Content-Length: 008"),
+    with_header(b"Content-Type: application/json"),
+    with_header(b"Connection: keep-alive"),
+])
+async def test_the_shortcut_answers_odd_requests_as_aiohttp_does(ports: Ports,
+                                                                  raw: bytes) -> None:
+    """Status, headers (but the date) and body, request by request, on a port with the
+    shortcut and one without."""
+    off = await one_exchange(ports, ports.off, raw)
+    on = await one_exchange(ports, ports.on, raw)
+    assert without_date(on) == without_date(off)
+
+
 async def test_an_invalid_key_gets_aiohttps_400(ports: Ports) -> None:
     raw = b"PUT /v1/kv/%ff HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
     on = await one_exchange(ports, ports.on, raw)
@@ -177,15 +205,25 @@ async def test_an_invalid_key_gets_aiohttps_400(ports: Ports) -> None:
     assert without_date(on) == without_date(await one_exchange(ports, ports.off, raw))
 
 
-async def test_with_acls_on_a_write_without_a_token_is_refused(ports: Ports) -> None:
+async def test_with_acls_on_only_the_management_token_takes_the_shortcut(
+        ports: Ports) -> None:
     app = build_app(ports.server, acl=Acl("secret"))
     runner = await serve_http(app, "127.0.0.1", 0, limits=FAST)
     try:
-        answer = await one_exchange(ports, runner, PUT)
+        refused = [await one_exchange(ports, runner, with_header(header))
+                   for header in (b"X-Trace: 1", b"X-Nomad-Token: wrong",
+                                  b"Authorization: Bearer wrong", b"X-Nomad-Token: ",
+                                  b"X-Nomad-Token: wrong\r\nAuthorization: Bearer secret")]
+        assert ports.server.kv.get("k1") is None
+        assert runner.server is not None and runner.server.requests_count == len(refused)
+        taken = [await one_exchange(ports, runner, with_header(header))
+                 for header in (b"X-Nomad-Token: secret", b"Authorization: Bearer secret",
+                                b"X-Nomad-Token:  secret \r\nX-Nomad-Token: wrong")]
+        assert runner.server.requests_count == len(refused)  # none of these went to aiohttp
     finally:
         await runner.cleanup()
-    assert answer.startswith(b"HTTP/1.1 403")
-    assert ports.server.kv.get("k1") is None
+    assert all(answer.startswith(b"HTTP/1.1 403") for answer in refused), refused
+    assert all(answer.endswith(b"\r\n\r\ntrue") for answer in taken), taken
 
 
 async def test_an_idle_shortcut_connection_is_closed(ports: Ports) -> None:
@@ -224,29 +262,33 @@ async def test_shortcut_connections_count_against_the_cap(ports: Ports) -> None:
     PUT[:-1],  # the body not all here yet
     PUT + b"P",  # the next request's start behind it
     PUT.replace(b"Content-Length: 8", b"Transfer-Encoding: chunked"),
-    PUT.replace(b"Host: x", b"Content-Length: 8"),  # two lengths
-    PUT.replace(b"Host: x", b"Expect: 100-continue"),
-    PUT.replace(b"Host: x", b"Connection: close"),
-    PUT.replace(b"Host: x", b"X-Nomad-Token: t"),
-    PUT.replace(b"Host: x", b"Authorization: Bearer t"),
+    PUT.replace(b"Host: x", b"Host: x\r\nContent-Length: 8"),  # two lengths
+    PUT.replace(b"Host: x\r\n", b""),  # no Host: aiohttp answers 400
+    PUT.replace(b"Host: x", b"Host: x\r\nHost: y"),
+    PUT.replace(b"Host: x", b"Host: x\r\nExpect: 100-continue"),
+    PUT.replace(b"Host: x", b"Host: x\r\nConnection: close"),
     PUT.replace(b"Host: x", b"Host: x\r\n folded"),
     PUT.replace(b"Host: x", b"Host: \xc3\xa9"),
-    PUT.replace(b"Host: x", b"Bad Name: x"),
+    PUT.replace(b"Host: x", b"Host: x\r\nBad Name: x"),
     PUT.replace(b"Content-Length: 8", b"Content-Length: +8"),
-    b"PUT /v1/kv/k HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (MAX_VALUE_BYTES + 1)
+    b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_VALUE_BYTES + 1)
     + b"v" * (MAX_VALUE_BYTES + 1),
-    b"PUT http://x/v1/kv/k HTTP/1.1\r\nContent-Length: 1\r\n\r\nv",
+    b"PUT http://x/v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv",
 ])
 def test_what_the_shortcut_leaves_to_aiohttp(raw: bytes) -> None:
     assert parse_short_put(raw) is None
 
 
 def test_what_the_shortcut_takes() -> None:
-    assert parse_short_put(PUT) == ("/v1/kv/k1", b"vvvvvvvv")
+    assert parse_short_put(PUT) == ("/v1/kv/k1", b"vvvvvvvv", {})
     keep = PUT.replace(b"Host: x", b"Host: x\r\nConnection: Keep-Alive\r\nUser-Agent: wrk")
-    assert parse_short_put(keep) == ("/v1/kv/k1", b"vvvvvvvv")
-    empty = b"PUT /v1/kv/a%2Fb HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
-    assert parse_short_put(empty) == ("/v1/kv/a%2Fb", b"")
+    assert parse_short_put(keep) == ("/v1/kv/k1", b"vvvvvvvv", {})
+    empty = b"PUT /v1/kv/a%2Fb HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n"
+    assert parse_short_put(empty) == ("/v1/kv/a%2Fb", b"", {})
+    tokens = PUT.replace(b"Host: x", b"Host: x\r\nx-nomad-token:  t1 \r\nX-Nomad-Token: t2\r\n"
+                                      b"AUTHORIZATION: Bearer b1")
+    assert parse_short_put(tokens) == ("/v1/kv/k1", b"vvvvvvvv",
+                                       {"X-Nomad-Token": "t1", "Authorization": "Bearer b1"})
 
 
 def test_connections_past_the_cap_get_503_on_uvloop_too() -> None:

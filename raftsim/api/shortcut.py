@@ -13,9 +13,11 @@ else to aiohttp unchanged:
   request: with one write): request line ``PUT /v1/kv/<key> HTTP/1.1`` with no query,
   plain header lines (visible ASCII, no obsolete folding), one
   ``Content-Length`` within the value limit and exactly that many body bytes after the
-  headers; no ``Transfer-Encoding``, ``Expect``, ``Upgrade``, ``Connection`` other than
-  ``keep-alive``, no token headers;
-- only while ACLs are off, this server leads and no leadership transfer is under way;
+  headers, one ``Host``; no ``Transfer-Encoding``, ``Expect``, ``Upgrade``,
+  ``Connection`` other than ``keep-alive``;
+- only while this server leads and no leadership transfer is under way, and with ACLs on
+  only with the management token (``X-Nomad-Token`` or ``Authorization: Bearer``, read as
+  aiohttp's path reads them; a request without it gets aiohttp's 403);
 - only a key that is valid (an invalid one gets aiohttp's 400).
 
 Anything else, on a connection that did not already go to aiohttp, is given to an aiohttp
@@ -45,6 +47,7 @@ from typing import Final, cast
 
 from aiohttp.http import SERVER_SOFTWARE
 
+from raftsim.api.acl import request_token
 from raftsim.api.app import answer_for
 from raftsim.api.errors import ApiError
 from raftsim.api.kv import RETRY_AFTER_SECONDS, key_in_path
@@ -66,8 +69,9 @@ MAX_PIPELINED_BYTES: Final = MAX_VALUE_BYTES + 65536
 _REQUEST_LINE: Final = re.compile(rb"PUT (/v1/kv/[!-~]+) HTTP/1\.1")
 _HEADER_LINE: Final = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([ -~\t]*?)[ \t]*")
 #: headers whose presence sends the request to aiohttp
-_NOT_SHORT: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"x-nomad-token",
-                               b"authorization"})
+_NOT_SHORT: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+#: the headers an ACL token comes in, by their lowered names
+_TOKEN_HEADERS: Final = {b"x-nomad-token": "X-Nomad-Token", b"authorization": "Authorization"}
 _SERVER_LINE: Final = f"Server: {SERVER_SOFTWARE}\r\n".encode()
 
 
@@ -86,9 +90,11 @@ class _Date:
         return cls.line
 
 
-def parse_short_put(data: bytes | bytearray) -> tuple[str, bytes] | None:
-    """``(raw path, body)`` if ``data`` is exactly one whole request the shortcut takes
-    (see the module docstring), else None."""
+def parse_short_put(data: bytes | bytearray) -> tuple[str, bytes, dict[str, str]] | None:
+    """``(raw path, body, token headers)`` if ``data`` is exactly one whole request the
+    shortcut takes (see the module docstring), else None. The token headers are the first
+    ``X-Nomad-Token`` and ``Authorization`` lines, by those names, as aiohttp's
+    ``request.headers.get`` would find them."""
     end = data.find(b"\r\n\r\n")
     if end < 0 or end > MAX_HEAD_BYTES:
         return None
@@ -100,6 +106,8 @@ def parse_short_put(data: bytes | bytearray) -> tuple[str, bytes] | None:
     if b"?" in target or b"#" in target:
         return None
     length = -1
+    hosts = 0
+    tokens: dict[str, str] = {}
     for line in lines[1:]:
         header = _HEADER_LINE.fullmatch(line)
         if header is None:
@@ -110,15 +118,20 @@ def parse_short_put(data: bytes | bytearray) -> tuple[str, bytes] | None:
             if length >= 0 or not value.isdigit() or len(value) > 10:
                 return None
             length = int(value)
+        elif name == b"host":
+            hosts += 1
         elif name == b"connection":
             if header.group(2).lower() != b"keep-alive":
                 return None
         elif name in _NOT_SHORT:
             return None
+        elif name in _TOKEN_HEADERS:
+            tokens.setdefault(_TOKEN_HEADERS[name], header.group(2).decode("ascii"))
     body_at = end + 4
-    if length < 0 or length > MAX_VALUE_BYTES or len(data) - body_at != length:
+    if (length < 0 or length > MAX_VALUE_BYTES or len(data) - body_at != length
+            or hosts != 1):  # aiohttp refuses an HTTP/1.1 request without a Host
         return None
-    return target.decode("ascii"), bytes(data[body_at:])
+    return target.decode("ascii"), bytes(data[body_at:]), tokens
 
 
 def _answer(status: str, content_type: bytes, body: bytes, known: bool,
@@ -212,7 +225,11 @@ class KvShortcut(asyncio.Protocol):
         if parsed is None:
             self._hand_over(data)
             return
-        path, value = parsed
+        path, value, tokens = parsed
+        acl = self.state.acl
+        if acl.enabled and not acl.allows(request_token(tokens)):
+            self._hand_over(data)  # aiohttp answers the 403
+            return
         try:
             key = key_in_path(path)
         except ApiError:
@@ -237,7 +254,7 @@ class KvShortcut(asyncio.Protocol):
     def _may_take(self) -> bool:
         state = self.state
         node = state.server.node
-        return (not state.acl.enabled and node is not None and node.role is Role.LEADER
+        return (node is not None and node.role is Role.LEADER
                 and node.transfer_target is None)
 
     def _committed_now(self, fut: asyncio.Future[bool], request: bytes | bytearray) -> None:
