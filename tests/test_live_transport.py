@@ -181,6 +181,33 @@ async def test_requests_and_responses_reach_the_receiver_as_frames(pair: Pair) -
     assert pair.inboxes["b"].frames == [("a", Response(7, None, "ok"))]
 
 
+async def test_messages_are_handed_on_in_the_callback_that_read_them(pair: Pair) -> None:
+    """A message reaches the receiver inside the I/O callback that read its bytes, not in
+    a task woken an event-loop turn later: on a write's round trip at one client
+    connection that turn came twice (the follower's AppendEntries, the leader's
+    acknowledgement). Both directions: the dialed and the accepted connection. Many
+    messages at once (several frames per read, frames split across reads) arrive whole
+    and in order."""
+    await connected(pair)
+    tasks: list[asyncio.Task[Any] | None] = []
+    inbox_b, inbox_a = pair.inboxes["b"], pair.inboxes["a"]
+    for inbox in (inbox_a, inbox_b):
+        record = inbox.receive_message
+
+        def noting(source: str, message: Message, record: Any = record) -> None:
+            tasks.append(asyncio.current_task())
+            record(source, message)
+
+        inbox.receive_message = noting  # type: ignore[method-assign]
+    many = [vote("a", "b", term) for term in range(1, 2001)]
+    for message in many:
+        pair.transports["a"].send("b", encode_message(message))
+    pair.transports["b"].send("a", encode_message(RequestVoteResponse(5, "b", "a", True, True)))
+    await until_async(lambda: len(inbox_b.messages) == len(many) and inbox_a.messages, 5.0)
+    assert [m for _, m in inbox_b.messages] == many
+    assert tasks and all(task is None for task in tasks)
+
+
 async def test_the_dialer_redials_a_restarted_peer() -> None:
     pair = Pair()
     try:

@@ -62,14 +62,21 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
         message = PAGE_NOT_FOUND if exc.status == 404 else (exc.text or exc.reason)
         response = text_response(exc.status, message)
     except Exception as exc:
-        error = error_for(exc)
-        if error is None:
-            route = request.match_info.route.resource
-            where = route.canonical if route is not None else "?"
-            log.exception("unexpected error answering %s %s", request.method, where)
-            error = ApiError(500, f"internal error: {type(exc).__name__}")
+        route = request.match_info.route.resource
+        error = answer_for(exc, request.method,
+                           route.canonical if route is not None else "?")
         response = text_response(error.status, error.message)
     return _with_known_leader(response, state)
+
+
+def answer_for(exc: Exception, method: str, where: str) -> ApiError:
+    """What a request that raised ``exc`` is answered. An exception that is no refusal is a
+    bug: it is logged (method, route and traceback; never headers) and answered 500."""
+    error = error_for(exc)
+    if error is None:
+        log.exception("unexpected error answering %s %s", method, where, exc_info=exc)
+        error = ApiError(500, f"internal error: {type(exc).__name__}")
+    return error
 
 
 def _with_known_leader(response: web.StreamResponse, state: ApiState) -> web.StreamResponse:

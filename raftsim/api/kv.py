@@ -37,7 +37,11 @@ routes = web.RouteTableDef()
 
 def key_of(request: web.Request) -> str:
     """The key, decoded from the raw path so any UTF-8 (and only UTF-8) is taken as is."""
-    raw = request.raw_path.split("?", 1)[0]
+    return key_in_path(request.raw_path.split("?", 1)[0])
+
+
+def key_in_path(raw: str) -> str:
+    """The key a raw (still percent-encoded) path without query names; ApiError 400."""
     encoded = raw[len(PREFIX):] if raw.startswith(PREFIX) else ""
     data = unquote_to_bytes(encoded)
     if not data:
@@ -71,6 +75,13 @@ _TRUE, _FALSE = b"true", b"false"
 RETRY_AFTER_SECONDS = 1
 
 
+def overloaded_response(exc: Exception) -> web.Response:
+    """429 for a write refused for lack of room (see the module docstring)."""
+    response = text_response(429, f"{exc}")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 async def _write(request: web.Request, command: bytes) -> web.StreamResponse:
     """Propose ``command`` at the leader; 429 if it holds too much uncommitted, or too
     many writes in flight."""
@@ -78,9 +89,7 @@ async def _write(request: web.Request, command: bytes) -> web.StreamResponse:
     try:
         done = await state.server.propose(command, timeout=state.request_timeout)
     except (UncommittedLimitReached, Overloaded) as exc:
-        response = text_response(429, f"{exc}")
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return overloaded_response(exc)
     # the two possible answers, encoded once (json_response would encode each anew)
     return web.Response(body=_TRUE if done else _FALSE, content_type="application/json",
                         charset="utf-8")

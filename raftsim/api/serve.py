@@ -26,10 +26,11 @@ import logging
 import resource
 import ssl
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from aiohttp import web
 
+from raftsim.api.shortcut import KvShortcut, ShortcutSite
 from raftsim.api.state import STATE
 
 logger = logging.getLogger(__name__)
@@ -70,21 +71,25 @@ class _TooMany(asyncio.Protocol):
     """What a connection past the cap gets: a 503, then the connection closes."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(_TOO_MANY)
-        transport.close()
+        stream = cast(asyncio.Transport, transport)  # uvloop's transports are no subclass
+        stream.write(_TOO_MANY)
+        stream.close()
 
 
 class _CappedSite(web.BaseSite):
     """aiohttp's TCPSite with a cap on open connections."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, cap: int, *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 shortcut_timeout: float | None = None) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._cap = cap
         self.refused = 0
+        #: the KV write shortcut's connections (None: every connection goes to aiohttp)
+        self.shortcuts = ShortcutSite() if shortcut_timeout is not None else None
+        self._shortcut_timeout = shortcut_timeout or 0.0
 
     @property
     def name(self) -> str:
@@ -95,19 +100,32 @@ class _CappedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         cap = self._cap
+        shortcuts = self.shortcuts
+        state = self._runner.app[STATE] if isinstance(self._runner, web.AppRunner) else None
+        timeout = self._shortcut_timeout
 
         def protocol() -> asyncio.BaseProtocol:
-            if len(server.connections) >= cap:
+            open_now = len(server.connections) + (
+                len(shortcuts.connections) if shortcuts is not None else 0)
+            if open_now >= cap:
                 self.refused += 1
                 if self.refused == 1 or self.refused % 1000 == 0:
                     logger.warning("HTTP %s: %d connections open, the cap: refused %d so far",
                                    self.name, cap, self.refused)
                 return _TooMany()
+            if shortcuts is not None and state is not None:
+                return KvShortcut(state, server, shortcuts, timeout)
             return server()
 
         self._server = await asyncio.get_running_loop().create_server(
             protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
             reuse_address=True)
+
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.shortcuts is not None:
+            self.shortcuts.close_all()
 
 
 class AcceptErrorLog:
@@ -150,11 +168,14 @@ class AcceptErrorLog:
 
 async def serve_http(app: web.Application, host: str, port: int, *,
                      limits: HttpLimits | None = None,
-                     ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+                     ssl_context: ssl.SSLContext | None = None,
+                     kv_shortcut: bool = True) -> web.AppRunner:
     """Listen on ``host:port`` (port 0: any free port; read it from
     ``runner.addresses``) within ``limits``, HTTPS with ``ssl_context``. Stop with
     ``await runner.cleanup()``. No access log: the application's requests carry ACL
-    tokens, and nothing of a request is logged."""
+    tokens, and nothing of a request is logged. ``kv_shortcut``: answer short KV writes
+    at the leader without aiohttp's per-request machinery (``shortcut.py``); off, aiohttp
+    answers every request."""
     limits = limits or HttpLimits()
     app[STATE].body_timeout = limits.body_timeout
     AcceptErrorLog.install(asyncio.get_running_loop())
@@ -164,7 +185,8 @@ async def serve_http(app: web.Application, host: str, port: int, *,
                            keepalive_timeout=limits.header_timeout,
                            lingering_time=min(limits.body_timeout, 2.0))
     await runner.setup()
-    site = _CappedSite(runner, host, port, connection_cap(limits), ssl_context=ssl_context)
+    site = _CappedSite(runner, host, port, connection_cap(limits), ssl_context=ssl_context,
+                       shortcut_timeout=limits.header_timeout if kv_shortcut else None)
     try:
         await site.start()
     except BaseException:

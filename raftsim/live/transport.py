@@ -98,6 +98,43 @@ _RESUME_HOLD: Final = 0.01
 _PING_FRAME: Final = encode_frame(Notification(PING, []))
 
 
+class _DirectReader(asyncio.StreamReader):
+    """A connection's stream reader that hands each chunk to its link as it arrives,
+    inside the protocol's ``data_received``, instead of buffering it and waking the
+    link's reading task: that wake-up is one more event-loop turn on every message's
+    way (a follower's AppendEntries, the leader's acknowledgement: two per write at one
+    client connection). Until a link is attached, and while anything is still buffered,
+    it buffers as any stream reader does and the link's ``run`` reads that first, so
+    the order of the bytes is kept. EOF and errors still reach ``run`` as before."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=_READ_SIZE * 4, loop=loop)
+        self.link: _Link | None = None
+
+    def feed_data(self, data: bytes) -> None:  # type: ignore[override]
+        link = self.link
+        if link is None or getattr(self, "_buffer", None) or self.at_eof():
+            super().feed_data(data)
+        elif not link.closed:
+            link._take(bytes(data))
+
+
+def _stream_protocol(loop: asyncio.AbstractEventLoop,
+                     connected: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                         Any] | None = None) -> asyncio.StreamReaderProtocol:
+    """What ``asyncio.start_server`` / ``open_connection`` make, with a _DirectReader."""
+    return asyncio.StreamReaderProtocol(_DirectReader(loop), connected, loop=loop)
+
+
+async def _open_connection(loop: asyncio.AbstractEventLoop, host: str, port: int,
+                           **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` with a _DirectReader."""
+    reader = _DirectReader(loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port, **kwargs)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 class Receiver(Protocol):
     """Where a transport delivers what arrives (a runtime Server). ``connection`` is the
     connection a frame came on: answer a request on it, match a response by it."""
@@ -169,6 +206,10 @@ class _Link:
         #: the server id the peer's TLS certificate names (None without TLS)
         self.certified = certified
         self.number = next(transport._numbers)
+        if isinstance(reader, _DirectReader):
+            # from now on what arrives is taken as it arrives (not before __init__ ends:
+            # nothing arrives while it runs)
+            reader.link = self
         self.heard_hello = False
         peername = writer.get_extra_info("peername")
         self.remote = (f"{peername[0]}:{peername[1]}"
@@ -423,8 +464,10 @@ class TcpTransport:
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` (0: any free port, see :attr:`port`) and start dialing."""
-        self._listener = await asyncio.start_server(
-            self._accept, host, port, limit=_READ_SIZE * 4, ssl=self._server_context,
+        loop = self.loop
+        self._listener = await loop.create_server(
+            lambda: _stream_protocol(loop, self._accept), host, port,
+            ssl=self._server_context,
             ssl_handshake_timeout=self.settings.connect_timeout if self.tls else None)
         self._spawn(self._watch())
 
@@ -620,14 +663,12 @@ class TcpTransport:
         host, port = split_address(address)
         if self.tls is None:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=_READ_SIZE * 4),
-                settings.connect_timeout)
+                _open_connection(self.loop, host, port), settings.connect_timeout)
             return _Link(self, reader, writer, peer, dialed=True)
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=_READ_SIZE * 4,
-                                    ssl=self._client_context,
-                                    server_hostname=self.tls.rpc_server_hostname(),
-                                    ssl_handshake_timeout=settings.connect_timeout),
+            _open_connection(self.loop, host, port, ssl=self._client_context,
+                             server_hostname=self.tls.rpc_server_hostname(),
+                             ssl_handshake_timeout=settings.connect_timeout),
             settings.connect_timeout * 2)
         try:
             certified = self._certified_id(writer)

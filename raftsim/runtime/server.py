@@ -587,6 +587,17 @@ class Server:
         raise ProposalDropped("leadership transfer in progress")
 
     async def _await_submitted(self, command: bytes, timeout: float) -> bool:
+        return await self.submit_waiting(command, timeout)
+
+    def submit_waiting(self, command: bytes, timeout: float, *,
+                       then: Callable[[asyncio.Future[bool]], None] | None = None,
+                       ) -> asyncio.Future[bool]:
+        """``submit`` for a caller that wants a future rather than a callback: it
+        resolves with the state machine's result, or fails with what failed the command,
+        or with RequestTimeout after ``timeout`` seconds. ``then(future)``, if given, is
+        called at once when the command resolves it, inside the server's processing (it
+        must not raise): the HTTP port's shortcut answers from it, without waiting a
+        loop turn for the future's callbacks. Raises at once as ``submit`` does."""
         fut: asyncio.Future[bool] = self.loop.create_future()
 
         def done(outcome: bool | Exception) -> None:
@@ -595,10 +606,12 @@ class Server:
                     fut.set_exception(outcome)
                 else:
                     fut.set_result(outcome)
+                if then is not None:
+                    then(fut)
 
         self.submit(command, done)
         self._expire_at(self.loop.time() + timeout, fut)
-        return await fut
+        return fut
 
     def _expire_at(self, deadline: float, fut: asyncio.Future[bool]) -> None:
         """Fail ``fut`` with RequestTimeout at ``deadline`` unless it is done by then.
