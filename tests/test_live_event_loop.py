@@ -5,12 +5,15 @@ agent process says which in its log and serves writes on either."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from raftsim.live.agent import EVENT_LOOP_VARIABLE, event_loop_name, run_live
+from raftsim.runtime.collector import MIDDLE_THRESHOLD, OLD_THRESHOLD, YOUNG_THRESHOLD
 from tests.livecluster import AgentProcesses, http, wait_until
 
 
@@ -20,6 +23,16 @@ def uvloop_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+@pytest.fixture(autouse=True)
+def collector_restored() -> Iterator[None]:
+    """run_live tunes the process's collector; the rest of the test session keeps
+    CPython's defaults."""
+    before = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
 
 
 async def loop_module() -> str:
@@ -61,3 +74,14 @@ def test_an_agent_process_runs_and_serves_on_the_loop_it_names(
         cluster.wait_for_leader()
         status, body = http("PUT", f"{cluster.url('s1')}/v1/kv/k", b"v")
         assert (status, body) == (200, b"true")
+
+
+def test_a_live_process_runs_with_the_collector_tuned_for_a_server() -> None:
+    """run_live (what ``raftsim agent`` runs in) tunes the cyclic collector first: young
+    collections every YOUNG_THRESHOLD allocations, start-up objects frozen."""
+    async def collector_settings() -> tuple[tuple[int, ...], int]:
+        return gc.get_threshold(), gc.get_freeze_count()
+
+    threshold, frozen = run_live(collector_settings())
+    assert threshold == (YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
+    assert frozen > 0

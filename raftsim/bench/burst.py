@@ -48,11 +48,9 @@ async def _worker(args: argparse.Namespace) -> None:
     from raftsim.bench.live import leader_or_serve
     from raftsim.core.ready import Role
     from raftsim.live.agent import LIVE_SETTINGS, AgentConfig
-    from raftsim.runtime.collector import tune_for_live_server
     from raftsim.runtime.errors import Overloaded
     from raftsim.runtime.kv import encode_put
 
-    tune_for_live_server()
     loop = asyncio.get_running_loop()
     peers = dict(p.split("=", 1) for p in args.peer)
     config = AgentConfig(server_id=args.id, node_name=f"{args.id}.global", rpc=args.rpc,

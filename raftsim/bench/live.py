@@ -222,10 +222,8 @@ async def leader_or_serve(config: AgentConfig, loop: asyncio.AbstractEventLoop, 
 
 async def _raftsim_worker(args: argparse.Namespace) -> None:
     from raftsim.live.agent import AgentConfig
-    from raftsim.runtime.collector import tune_for_live_server
     from raftsim.runtime.errors import Overloaded
 
-    tune_for_live_server()
     loop = asyncio.get_running_loop()
     peers = dict(p.split("=", 1) for p in args.peer)
     config = AgentConfig(server_id=args.id, node_name=f"{args.id}.global", rpc=args.rpc,

@@ -45,6 +45,7 @@ from raftsim.core.node import bootstrap_state
 from raftsim.core.settings import DEFAULT_TRAILING_LOGS, NodeSettings
 from raftsim.live.tls import TlsConfig, check_server_id
 from raftsim.live.transport import LinkSettings, TcpTransport, split_address
+from raftsim.runtime.collector import tune_for_live_server
 from raftsim.runtime.server import Server
 from raftsim.storage.base import StorageError
 from raftsim.storage.file import FileStorage, StorageCorruptionError, probe_writable
@@ -313,7 +314,9 @@ def run_live(main: Coroutine[Any, Any, T]) -> T:
     """Run a live process's main coroutine on the event loop ``event_loop_name`` says:
     uvloop runs the same asyncio code (transports, servers, timers, signal handlers)
     with its loop, sockets and callbacks in C (libuv), so each message and request
-    costs less; without it asyncio's own loop runs it the same way."""
+    costs less; without it asyncio's own loop runs it the same way. The process's
+    garbage collector is tuned for a server first (``raftsim.runtime.collector``)."""
+    tune_for_live_server()
     if event_loop_name() == "uvloop":
         import uvloop
 
