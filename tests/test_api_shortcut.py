@@ -335,3 +335,25 @@ async def test_a_committed_write_is_answered_before_the_futures_callbacks_run(
     fut.add_done_callback(lambda f: order.append("callback"))
     assert await fut is True
     assert order == ["then: done=True", "callback"]
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /v1/status/leader HTTP/1.1\nHost: x\n\n",  # bare LF: aiohttp's 400, at once
+    b"PUT /v1/kv/k1 HTTP/1.1\nHost: x\nContent-Length: 8\n\nvvvvvvvv",
+], ids=["get-bare-lf", "put-bare-lf"])
+async def test_a_malformed_head_is_answered_by_aiohttp_at_once(ports: Ports,
+                                                               raw: bytes) -> None:
+    """A head the shortcut could never take goes to aiohttp as soon as that is clear,
+    so a malformed one gets aiohttp's 400 at once, not silence until the header
+    timeout closes the connection."""
+    expected = await one_exchange(ports, ports.off, raw)
+    reader, writer = await ports.connect(ports.on)
+    try:
+        writer.write(raw)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
+                                      FAST.header_timeout / 2)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.0 400 Bad Request")
+    assert expected.startswith(b"HTTP/1.0 400 Bad Request")

@@ -134,6 +134,18 @@ def parse_short_put(data: bytes | bytearray) -> tuple[str, bytes, dict[str, str]
     return target.decode("ascii"), bytes(data[body_at:]), tokens
 
 
+_SHORT_START: Final = b"PUT /v1/kv/"
+
+
+def could_become_short(data: bytes | bytearray) -> bool:
+    """Whether an unfinished head may still turn out to be a request the shortcut
+    takes: it starts as one (``PUT /v1/kv/``) and ends every line it has with CRLF.
+    Anything else goes to aiohttp at once, which answers a malformed head (a bare LF,
+    say) with its 400 instead of leaving the client waiting for the header timeout."""
+    return (_SHORT_START.startswith(bytes(data[:len(_SHORT_START)]))
+            and data.count(b"\n") == data.count(b"\r\n"))
+
+
 def _answer(status: str, content_type: bytes, body: bytes, known: bool,
             extra: bytes = b"") -> bytes:
     return b"".join((
@@ -217,9 +229,13 @@ class KvShortcut(asyncio.Protocol):
         if data is None:
             data, self.pending = self.pending, bytearray()
         if len(data) <= MAX_HEAD_BYTES and b"\r\n\r\n" not in data:
-            # The head is not all here: wait for it, within what is left of the header
-            # timeout (the idle timer closes the connection then, as aiohttp would).
-            self.pending = bytearray(data)
+            if could_become_short(data):
+                # The head is not all here: wait for it, within what is left of the
+                # header timeout (the idle timer closes the connection then, as aiohttp
+                # would).
+                self.pending = bytearray(data)
+            else:
+                self._hand_over(data)  # aiohttp waits for it, or answers a bad one now
             return
         parsed = parse_short_put(data) if self._may_take() else None
         if parsed is None:
