@@ -265,6 +265,9 @@ class RaftNode:
         return HardState(self.term, self.voted_for, self.commit_index)
 
     def deadline(self) -> float:
+        """When the node next needs ``on_timeout`` (the ``deadline`` of the Ready it
+        would give now). Before it, ``on_timeout`` does nothing: a driver whose timer
+        fired early (set for a deadline that has moved since) may wait for this one."""
         if self.role is Role.LEADER:
             return min(self._heartbeat_deadline, self._quorum_check_deadline,
                        self._transfer_deadline)
@@ -1224,13 +1227,8 @@ class RaftNode:
         snapshot, restore = self._snapshot_out, self._restore
         if snapshot is not None or restore is not None:
             self._snapshot_out = self._restore = None
-        if self.role is Role.LEADER:
-            deadline = min(self._heartbeat_deadline, self._quorum_check_deadline,
-                           self._transfer_deadline)
-        else:
-            deadline = self._election_deadline
         return Ready(hard_state, entries, snapshot, messages, restore, committed, read_states,
-                     events, None, deadline)
+                     events, None, self.deadline())
 
 
 def bootstrap_state(configuration: Configuration) -> tuple[HardState, list[Entry]]:

@@ -1461,6 +1461,12 @@ class Server:
         if self.paused:
             self._timer_due_while_paused = True
             return
+        deadline = node.deadline()
+        if deadline > self.loop.time():
+            # Set for a deadline that has moved since (a follower hears its leader, an
+            # election timeout restarts): the node has nothing to do yet.
+            self._schedule(deadline)
+            return
         self._process(node.on_timeout(self.loop.time()))
 
     def _emit(self, kind: str, fields: dict[str, Any]) -> None:
