@@ -214,7 +214,7 @@ class Cluster:
             disk = storage
             server.disk_seconds = lambda: disk.last_save_seconds
         self.servers[sid] = server
-        self.network.attach(sid, self._receiver(sid))
+        self.network.attach(sid, self._receiver(sid, server))
         return server
 
     def _clock_of(self, sid: str) -> asyncio.AbstractEventLoop:
@@ -226,15 +226,11 @@ class Cluster:
             return self.loop
         return ServerClock(self.loop, skew)  # type: ignore[return-value]
 
-    def _receiver(self, sid: str) -> Callable[[str, bytes], None]:
-        """What the network hands ``sid``'s frames to: its server, as its own process."""
-        run = process_context(sid).run
-        servers = self.servers
-
-        def receive(source: str, data: bytes) -> None:
-            run(servers[sid].receive, source, data)
-
-        return receive
+    def _receiver(self, sid: str, server: Server) -> Callable[[str, bytes], None]:
+        """What the network hands ``sid``'s frames to: ``server.receive``, run as
+        ``sid``'s process (one context for all of them, entered per frame)."""
+        run: Callable[..., None] = process_context(sid).run
+        return functools.partial(run, server.receive)
 
     def in_process(self, sid: str, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` as a task of ``sid``'s process: it is frozen while ``sid`` is
@@ -362,7 +358,7 @@ class Cluster:
         if server.running:
             return
         self._fault("restart", target=sid)
-        self.network.attach(sid, self._receiver(sid))
+        self.network.attach(sid, self._receiver(sid, server))
         try:
             run_as_process(sid, server.start)
         except (StorageCorruptionError, StorageError) as exc:
