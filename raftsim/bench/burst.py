@@ -45,7 +45,7 @@ def _value(n: int) -> bytes:
 
 
 async def _worker(args: argparse.Namespace) -> None:
-    from raftsim.bench.live import leader_or_serve
+    from raftsim.bench.live import RoleChanges, leader_or_serve
     from raftsim.core.ready import Role
     from raftsim.live.agent import LIVE_SETTINGS, AgentConfig
     from raftsim.runtime.errors import Overloaded
@@ -62,17 +62,7 @@ async def _worker(args: argparse.Namespace) -> None:
     server.max_commands_per_entry = args.per_entry
     if args.max_pending:
         server.max_pending_commands = args.max_pending
-    role_changes = 0
-    observer = server.observer
-
-    def watch(sid: str, term: int, kind: str, fields: dict[str, Any]) -> None:
-        nonlocal role_changes
-        if kind == "role":
-            role_changes += 1
-        if observer is not None:
-            observer(sid, term, kind, fields)
-
-    server.observer = watch
+    role_changes = RoleChanges(server)
     stall = _StallMeter(loop)
     total = max(args.total, args.count)
     outcomes: list[Any] = [None] * total
@@ -118,7 +108,7 @@ async def _worker(args: argparse.Namespace) -> None:
             lost += 1  # refused, yet made: the client was told the wrong thing
     result = {"offered": total, "committed": committed, "refused": refused,
               "failed": failed, "unanswered": total - answered, "lost": lost,
-              "leader_changes": role_changes,
+              "leader_changes": role_changes.count,
               "still_leading": server.role is Role.LEADER,
               "longest_stall_ms": round(stall.stop() * 1000),
               "failures": sorted({str(o) for o in outcomes if isinstance(o, Exception)})[:5]}

@@ -196,6 +196,22 @@ def _latency_figures(figures: dict[str, Any], latencies: list[float], achieved: 
 
 
 
+class RoleChanges:
+    """Counts ``server``'s role changes (a leader change makes a run invalid), passing
+    every record on to the observer it had."""
+
+    def __init__(self, server: Server) -> None:
+        self.count = 0
+        self._observer = server.observer
+        server.observer = self._watch
+
+    def _watch(self, sid: str, term: int, kind: str, fields: dict[str, Any]) -> None:
+        if kind == "role":
+            self.count += 1
+        if self._observer is not None:
+            self._observer(sid, term, kind, fields)
+
+
 async def leader_or_serve(config: AgentConfig, loop: asyncio.AbstractEventLoop, *,
                           settle: float = SETTLE_TIMEOUT) -> Server:
     """Start a benchmark agent. Its server once it leads and has committed in its term
@@ -231,17 +247,7 @@ async def _raftsim_worker(args: argparse.Namespace) -> None:
                          bootstrap=True, fsync=args.fsync, snapshot_threshold=0)
     server = await leader_or_serve(config, loop)
     server.max_commands_per_entry = 1 if args.mode == "unbatched" else 0
-    role_changes = 0
-    observer = server.observer
-
-    def watch(sid: str, term: int, kind: str, fields: dict[str, Any]) -> None:
-        nonlocal role_changes
-        if kind == "role":
-            role_changes += 1
-        if observer is not None:
-            observer(sid, term, kind, fields)
-
-    server.observer = watch
+    role_changes = RoleChanges(server)
     warm_up = min(1.0, args.seconds)
     await asyncio.sleep(warm_up / 2)  # let the followers' connections settle
     load = Load(server.submit, _encode, time.perf_counter, refuse=(Overloaded,))
@@ -253,7 +259,7 @@ async def _raftsim_worker(args: argparse.Namespace) -> None:
         _latency_figures(figures, latencies, achieved)
     figures["failed"] = load.failed + load.unanswered
     figures["refused"] = load.refused
-    figures["leader_changes"] = role_changes
+    figures["leader_changes"] = role_changes.count
     print(json.dumps(figures), flush=True)
     await asyncio.Event().wait()
 
