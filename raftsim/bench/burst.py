@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from raftsim.bench.live import first_json_line
 from raftsim.live.ports import free_ports
 
 #: seconds to wait for a leader, and for every write of the burst to be answered
@@ -154,14 +155,7 @@ async def _run(count: int, total: int, root: Path, per_entry: int,
             processes.append(await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL))
 
-        async def first_line(process: asyncio.subprocess.Process) -> dict[str, Any]:
-            assert process.stdout is not None
-            line = await process.stdout.readline()
-            if not line:
-                await asyncio.Event().wait()  # this one exited without a result
-            return json.loads(line)  # type: ignore[no-any-return]
-
-        waiters = [asyncio.ensure_future(first_line(p)) for p in processes]
+        waiters = [asyncio.ensure_future(first_json_line(p)) for p in processes]
         done, pending = await asyncio.wait(waiters, timeout=3 * SETTLE_TIMEOUT,
                                            return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:

@@ -196,6 +196,16 @@ def _latency_figures(figures: dict[str, Any], latencies: list[float], achieved: 
 
 
 
+async def first_json_line(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    """The JSON object a worker process prints first; never returns for a worker that
+    exits without one (the one that leads prints, the followers serve until stopped)."""
+    assert process.stdout is not None
+    line = await process.stdout.readline()
+    if not line:
+        await asyncio.Event().wait()  # this one exited without a result
+    return json.loads(line)  # type: ignore[no-any-return]
+
+
 class RoleChanges:
     """Counts ``server``'s role changes (a leader change makes a run invalid), passing
     every record on to the observer it had."""
@@ -483,15 +493,8 @@ async def _run_workers(kind: str, root: Path, *, fsync: str = "never", seconds: 
             processes.append(await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL))
 
-        async def first_line(process: asyncio.subprocess.Process) -> dict[str, Any]:
-            assert process.stdout is not None
-            line = await process.stdout.readline()
-            if not line:
-                await asyncio.Event().wait()  # this one exited without a result
-            return json.loads(line)  # type: ignore[no-any-return]
-
         budget = 2 * SETTLE_TIMEOUT + 4 * (seconds + 1.0) + 30
-        waiters = [asyncio.ensure_future(first_line(p)) for p in processes]
+        waiters = [asyncio.ensure_future(first_json_line(p)) for p in processes]
         done, pending = await asyncio.wait(waiters, timeout=budget,
                                            return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
