@@ -7,7 +7,12 @@ STAMP := $(VENV)/.installed
 #: tour in seconds instead of installing the browser, API-fuzzing and type-checking tools
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: test run lint typecheck bench clean
+#: the compiled core, network and server runtime (raftsim/compiled.py): rebuilt when a
+#: source changes; without a C compiler raftsim runs as plain Python and says so
+COMPILED := $(VENV)/raftsim-compiled/manifest.json
+COMPILED_FROM := $(shell find raftsim -name '*.py')
+
+.PHONY: test run lint typecheck bench clean compile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +26,12 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(RUN_STAMP)
 
-test: $(STAMP)
+$(COMPILED): $(STAMP) $(COMPILED_FROM)
+	$(BIN)/raftsim compile || true
+
+compile: $(COMPILED)
+
+test: $(STAMP) $(COMPILED)
 	$(BIN)/ruff check raftsim tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
@@ -32,7 +42,7 @@ run: $(RUN_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check raftsim tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(COMPILED)
 	$(BIN)/raftsim bench sim
 
 clean:

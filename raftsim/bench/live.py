@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from raftsim.compiled import active as compiled_build_active
 from raftsim.live.ports import free_port_run, free_ports
 from raftsim.runtime.kv import encode_put
 
@@ -681,6 +682,9 @@ def run_live_bench(seconds: float = 5.0, compare: str | None = None,
                 "load_average_before": load_before,
                 "load_average_after": round(os.getloadavg()[0], 2),
                 "python": platform.python_version(), "machine": _machine(),
+                # the workers run the compiled build exactly when this process does
+                # (same environment, same sources): raftsim/compiled.py
+                "compiled": compiled_build_active(),
             }
             return result
 

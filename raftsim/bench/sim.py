@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 
+from raftsim.compiled import active as compiled_build_active
 from raftsim.runtime.kv import encode_put
 from raftsim.sim.cluster import Cluster
 
@@ -42,6 +43,8 @@ class SimBenchResult:
     floor_messages_per_second: float
     idle_fraction_of_floor: float
     loaded_fraction_of_floor: float
+    #: whether the compiled core and network ran (``raftsim compile``)
+    compiled: bool
     python: str
     machine: str
 
@@ -181,6 +184,7 @@ def run_sim_bench(servers: int = 5, idle_seconds: float = 600.0, loaded_seconds:
         floor_messages_per_second=round(floor, 1),
         idle_fraction_of_floor=round(idle_delivered / iw / floor, 3),
         loaded_fraction_of_floor=round(delivered / lw / floor, 3),
+        compiled=compiled_build_active(),
         python=platform.python_version(),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
     )

@@ -26,7 +26,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Any, NoReturn
 
 from raftsim.core.configuration import ConfigChange, Configuration
 from raftsim.core.errors import (
@@ -56,6 +56,12 @@ from raftsim.runtime.kv import (
     decode_snapshot,
     encode_batch,
     encode_snapshot,
+)
+from raftsim.runtime.transports import (
+    Connection,
+    ConnectionTransport,
+    GatheringTransport,
+    Transport,
 )
 from raftsim.storage.base import PowerLoss, Storage, StorageError
 from raftsim.wire import (
@@ -124,39 +130,6 @@ _CLOCK_STRIDE = 64
 _MIN_APPLY_COST = APPLY_BUDGET // MAX_ENTRIES_PER_FLUSH
 
 
-class Transport(Protocol):
-    def send(self, target: str, data: bytes, meta: object = None) -> None:
-        """Best effort, never blocks; delivery, order and timing are not promised."""
-        ...
-
-
-@runtime_checkable
-class Connection(Protocol):
-    """One connection of a connection-oriented transport (TCP): a request is answered on
-    the connection it came on, a response is accepted only from the one its call went
-    on (so an answer never reaches another connection, or another incarnation)."""
-
-    def send(self, data: bytes) -> None: ...
-
-
-@runtime_checkable
-class ConnectionTransport(Protocol):
-    """A transport with connections (the live world's); the simulated network has none."""
-
-    def connection_to(self, target: str) -> Connection | None: ...
-
-
-@runtime_checkable
-class GatheringTransport(Protocol):
-    """A transport that can gather what is sent and write it later, per peer, in one go
-    (the live world's TCP). A group-commit flush sends every message of its Readies,
-    gathered, before it applies any of them."""
-
-    def gather(self) -> None: ...
-
-    def release(self) -> None: ...
-
-
 class RemoteError(Exception):
     """A forwarded RPC that the remote server answered with an error."""
 
@@ -166,7 +139,7 @@ class _Call:
     """A request in flight: who it went to, on which connection (None: no connections)."""
 
     target: str
-    connection: object
+    connection: Any  # (mypyc's dataclasses do not take ``object`` here)
     future: asyncio.Future[Any]
 
 

@@ -41,6 +41,8 @@ from collections.abc import Callable, Sequence
 from contextvars import Context
 from typing import Any
 
+from raftsim.sim.observer import NetworkObserver
+
 __all__ = ["NetworkObserver", "SimNetwork", "DROP_REASONS"]
 
 Deliver = Callable[[str, bytes], None]
@@ -49,20 +51,6 @@ DROP_REASONS = ("loss", "partition", "crashed", "chosen")
 
 # reordered messages are held back by up to this many times the link's maximum latency
 REORDER_FACTOR = 10.0
-
-
-class NetworkObserver:
-    """What the network reports. Any object will do as an observer: it may define any
-    subset of these hooks (subclass this class for no-op defaults of the rest)."""
-
-    def on_send(self, serial: int, source: str, target: str, meta: object) -> None:
-        """A message was handed to the network (even if it is dropped at once)."""
-
-    def on_deliver(self, serial: int, source: str, target: str, meta: object) -> None:
-        """A message (or a duplicate, with the same serial) is about to be delivered."""
-
-    def on_drop(self, serial: int, source: str, target: str, meta: object, reason: str) -> None:
-        """A message was dropped; ``reason`` is one of :data:`DROP_REASONS`."""
 
 
 def _hook(observer: object | None, name: str) -> Callable[..., None] | None:
@@ -108,6 +96,10 @@ class SimNetwork:
     arrives), through a :class:`VirtualTimeLoop`'s ``call_at_outside`` where there is one.
     Counters: ``sent`` (calls to :meth:`send`), ``delivered`` (including
     duplicates), ``dropped`` (and ``dropped_by_reason``), ``duplicated``, ``in_flight``.
+
+    The settings (latency, loss, duplication, reorder) are typed ``object`` because they
+    are checked here, whatever they are: a scenario's or a teacher's value. (Typed
+    ``float``, the compiled build would turn ``True`` into 1.0 before the check saw it.)
     """
 
     def __init__(
@@ -115,10 +107,10 @@ class SimNetwork:
         loop: Any,
         rng: random.Random,
         *,
-        latency: tuple[float, float] = (0.001, 0.005),
-        loss: float = 0.0,
-        duplication: float = 0.0,
-        reorder: float = 0.0,
+        latency: object = (0.001, 0.005),
+        loss: object = 0.0,
+        duplication: object = 0.0,
+        reorder: object = 0.0,
         observer: object | None = None,
     ) -> None:
         low, high = _latency("latency", latency)
@@ -380,23 +372,23 @@ class SimNetwork:
 
     # ------------------------------------------------------------------ link settings
 
-    def set_loss(self, loss: float) -> None:
+    def set_loss(self, loss: object) -> None:
         self._loss = _probability("loss", loss)
         self._resolve_links()
 
-    def set_latency(self, low: float, high: float) -> None:
+    def set_latency(self, low: object, high: object) -> None:
         self._low, self._high = _latency("latency", (low, high))
         self._resolve_links()
 
-    def set_duplication(self, duplication: float) -> None:
+    def set_duplication(self, duplication: object) -> None:
         self._duplication = _probability("duplication", duplication)
 
-    def set_reorder(self, reorder: float) -> None:
+    def set_reorder(self, reorder: object) -> None:
         self._reorder = _probability("reorder", reorder)
 
     def set_link(self, source: str, target: str, *,
-                 latency: tuple[float, float] | None = None,
-                 loss: float | None = None) -> None:
+                 latency: object = None,
+                 loss: object = None) -> None:
         """Override latency and/or loss on the one-way link ``source`` -> ``target``.
 
         An argument left as None follows the global setting, so ``set_link(a, b)``

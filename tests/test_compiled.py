@@ -1,0 +1,125 @@
+"""The compiled build (raftsim/compiled.py): used only with the sources it was built
+from, never partly, and the same traces byte for byte as plain Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raftsim import compiled
+from raftsim.compiled import COMPILED_MODULES, MANIFEST, loadable
+
+REPO = Path(__file__).resolve().parent.parent
+ABI = ".cpython-test.so"
+
+
+@pytest.fixture
+def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A source tree and a build of it (extension files whose contents do not matter:
+    ``loadable`` only decides whether they may be used)."""
+    monkeypatch.setattr(compiled, "_abi", lambda: ABI)
+    root = tmp_path / "src"
+    for name in COMPILED_MODULES:
+        source = root / (name.replace(".", "/") + ".py")
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(f"# {name}\n")
+    (root / "raftsim" / "ui.py").write_text("# not compiled, but part of the package\n")
+    directory = tmp_path / "build"
+    extensions = {name: name.replace(".", "/") + ABI for name in COMPILED_MODULES}
+    extensions["abc123__mypyc"] = "abc123__mypyc" + ABI
+    for file in extensions.values():
+        (directory / file).parent.mkdir(parents=True, exist_ok=True)
+        (directory / file).write_bytes(b"")
+    (directory / MANIFEST).write_text(json.dumps({
+        "abi": ABI, "sources": compiled._digests(root), "extensions": extensions}))
+    return root, directory
+
+
+def test_a_fresh_build_is_used_whole(build: tuple[Path, Path]) -> None:
+    root, directory = build
+    found = loadable(directory, root)
+    assert set(found) == {*COMPILED_MODULES, "abc123__mypyc"}
+    assert found["raftsim.core.node"] == directory / ("raftsim/core/node" + ABI)
+
+
+@pytest.mark.parametrize("edit", ["compiled module", "other module", "new module",
+                                  "deleted module"])
+def test_a_build_is_not_used_once_any_source_of_the_package_changed(
+        build: tuple[Path, Path], edit: str) -> None:
+    root, directory = build
+    if edit == "compiled module":
+        (root / "raftsim/core/log.py").write_text("# edited\n")
+    elif edit == "other module":
+        (root / "raftsim/ui.py").write_text("# edited\n")
+    elif edit == "new module":
+        (root / "raftsim/new.py").write_text("")
+    else:
+        (root / "raftsim/ui.py").unlink()
+    assert loadable(directory, root) == {}
+
+
+def test_a_build_for_another_interpreter_is_not_used(
+        build: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, directory = build
+    monkeypatch.setattr(compiled, "_abi", lambda: ".cpython-399-other.so")
+    assert loadable(directory, root) == {}
+
+
+@pytest.mark.parametrize("damage", ["no manifest", "manifest not json", "manifest a list",
+                                    "extension missing", "module not built"])
+def test_an_incomplete_or_damaged_build_is_not_used(
+        build: tuple[Path, Path], damage: str) -> None:
+    root, directory = build
+    manifest = directory / MANIFEST
+    if damage == "no manifest":
+        manifest.unlink()
+    elif damage == "manifest not json":
+        manifest.write_text("{")
+    elif damage == "manifest a list":
+        manifest.write_text("[]")
+    elif damage == "extension missing":
+        (directory / ("raftsim/sim/network" + ABI)).unlink()
+    else:
+        data = json.loads(manifest.read_text())
+        del data["extensions"]["raftsim.runtime.server"]
+        manifest.write_text(json.dumps(data))
+    assert loadable(directory, root) == {}
+
+
+def _run(script: str, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, **env}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+_WHICH = ("import raftsim.compiled as c, raftsim.core.node as n; "
+          "print(c.active(), n.__file__.endswith('.py'))")
+
+
+def test_the_environment_switch_runs_plain_python() -> None:
+    assert _run(_WHICH, RAFTSIM_COMPILED="0").split() == ["False", "True"]
+
+
+def test_the_build_in_use_is_the_one_loaded() -> None:
+    """Whatever this environment has, ``active`` tells the truth about it."""
+    active, plain = _run(_WHICH).split()
+    assert (active, plain) in {("True", "False"), ("False", "True")}
+
+
+def test_plain_python_matches_every_scenario_golden() -> None:
+    """The suite runs the compiled build when one exists (``make test`` builds it) and
+    checks every scenario's golden digest with it; this runs them as plain Python, so
+    both builds are held to the same traces byte for byte."""
+    scenarios = sorted(str(path) for path in (REPO / "scenarios").glob("*.toml"))
+    result = subprocess.run(
+        [sys.executable, "-m", "raftsim.cli", "run", "--check-golden", "--quiet",
+         *scenarios], capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, "RAFTSIM_COMPILED": "0"}, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
