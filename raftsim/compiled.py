@@ -36,11 +36,13 @@ __all__ = ["COMPILED_MODULES", "active", "build", "default_directory", "install"
 
 #: the modules compiled, in dependency order: the ones every simulated message runs
 COMPILED_MODULES: tuple[str, ...] = (
+    "raftsim.core.ready",
     "raftsim.core.quorum",
     "raftsim.core.configuration",
     "raftsim.core.log",
     "raftsim.core.node",
     "raftsim.sim.network",
+    "raftsim.sim.outside",
     "raftsim.runtime.server",
 )
 #: the build is used only with the very sources it was built from: every module of the

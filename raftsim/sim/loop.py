@@ -43,6 +43,8 @@ from contextvars import Context, ContextVar, copy_context
 from heapq import heapify, heappop, heappush
 from typing import Any, TypeVar
 
+from raftsim.sim.outside import Outside
+
 T = TypeVar("T")
 
 __all__ = ["PROCESS", "SimulationDeadlock", "VirtualTimeLoop", "process_context", "run_as_process",
@@ -83,35 +85,7 @@ _COMPACT_MIN_CANCELLED = 100
 
 
 
-class _Outside:
-    """A timer scheduled by :meth:`VirtualTimeLoop.call_at_outside`: runs like a
-    handle (an exception goes to the loop's exception handler), in no process."""
-
-    __slots__ = ("_loop", "_callback", "_args", "_scheduled")
-    _cancelled = False
-    _context = Context()  # empty: PROCESS is None, so no freeze ever holds it
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
-                 args: tuple[Any, ...]) -> None:
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._scheduled = True
-
-    def _run(self) -> None:
-        try:
-            self._callback(*self._args)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {self._callback!r}",
-                "exception": exc,
-                "handle": self,
-            })
-
-
-# (deadline, order of scheduling, an asyncio.TimerHandle or an _Outside): both have
+# (deadline, order of scheduling, an asyncio.TimerHandle or an Outside): both have
 # _cancelled, _scheduled, _context and _run, which is all the loop uses
 _TimerEntry = tuple[float, int, Any]
 
@@ -251,7 +225,7 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         if self._closed:
             raise RuntimeError("Event loop is closed")
         heappush(self._scheduled,
-                 (when, next(self._timer_sequence), _Outside(self, callback, args)))
+                 (when, next(self._timer_sequence), Outside(self, callback, args)))
 
     # ------------------------------------------------------------------ running
 
