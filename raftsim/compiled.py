@@ -43,6 +43,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "raftsim.core.node",
     "raftsim.sim.network",
     "raftsim.sim.outside",
+    "raftsim.runtime.autopilot",
     "raftsim.runtime.server",
 )
 #: the build is used only with the very sources it was built from: every module of the

@@ -107,10 +107,14 @@ def test_the_environment_switch_runs_plain_python() -> None:
     assert _run(_WHICH, RAFTSIM_COMPILED="0").split() == ["False", "True"]
 
 
-def test_the_build_in_use_is_the_one_loaded() -> None:
-    """Whatever this environment has, ``active`` tells the truth about it."""
-    active, plain = _run(_WHICH).split()
-    assert (active, plain) in {("True", "False"), ("False", "True")}
+def test_a_fresh_build_in_the_environment_is_used_by_import_raftsim() -> None:
+    """``make test`` builds one, so here the compiled modules run; without a compiler
+    there is none, and plain Python runs. Either way ``active`` says which."""
+    fresh, active, plain = _run(
+        "import raftsim.compiled as c, raftsim.core.node as n; "
+        "print(bool(c.loadable(c.default_directory())), c.active(), "
+        "n.__file__.endswith('.py'))").split()
+    assert (fresh, active, plain) in {("True", "True", "False"), ("False", "False", "True")}
 
 
 def test_plain_python_matches_every_scenario_golden() -> None:
@@ -123,3 +127,16 @@ def test_plain_python_matches_every_scenario_golden() -> None:
          *scenarios], capture_output=True, text=True, cwd=REPO,
         env={**os.environ, "RAFTSIM_COMPILED": "0"}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_build_that_fails_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = subprocess.run(
+        [sys.executable, "-m", "raftsim.cli", "compile", "--directory",
+         str(blocker / "build")], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 1
+    assert "the compiled build failed" in result.stderr
+    assert "raftsim runs as plain Python" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]

@@ -222,10 +222,14 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         scheduling), like :meth:`call_at`, but without the handle, the copied context
         and the cancellation bookkeeping that one asyncio ``TimerHandle`` costs.
         """
+        self.schedule_outside(when, Outside(self, callback, args))
+
+    def schedule_outside(self, when: float, timer: Outside) -> None:
+        """:meth:`call_at_outside` with the timer made by the caller (the simulated
+        network makes its arrivals' itself, in compiled code where it is compiled)."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        heappush(self._scheduled,
-                 (when, next(self._timer_sequence), Outside(self, callback, args)))
+        heappush(self._scheduled, (when, next(self._timer_sequence), timer))
 
     # ------------------------------------------------------------------ running
 

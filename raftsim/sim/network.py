@@ -42,6 +42,7 @@ from contextvars import Context
 from typing import Any
 
 from raftsim.sim.observer import NetworkObserver
+from raftsim.sim.outside import Outside
 
 __all__ = ["NetworkObserver", "SimNetwork", "DROP_REASONS"]
 
@@ -128,6 +129,11 @@ class SimNetwork:
                 loop.call_at(when, callback, *args, context=wire)
 
         self._call_at: Callable[..., None] = call_at_outside
+        # a VirtualTimeLoop takes an arrival timer made here (no varargs, no frame of its
+        # own to make it in): the same timer call_at_outside would make
+        self._loop = loop
+        self._schedule_outside: Callable[[float, Outside], None] | None = getattr(
+            loop, "schedule_outside", None)
         self._random = rng.random
         #: every node ever attached, in attach order (ids that faults may name)
         self._known: dict[str, None] = {}
@@ -244,7 +250,11 @@ class SimNetwork:
             if when < tail:
                 when = tail
             self._link_tail[ends] = when
-        self._call_at(when, self._arrive, serial, source, target, data, meta, deliver)
+        if self._schedule_outside is not None:
+            self._schedule_outside(when, Outside(
+                self._loop, self._arrive, (serial, source, target, data, meta, deliver)))
+        else:
+            self._call_at(when, self._arrive, serial, source, target, data, meta, deliver)
         if self._duplication and rand() < self._duplication:
             self.duplicated += 1
             self._in_flight += 1
