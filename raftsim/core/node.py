@@ -774,7 +774,7 @@ class RaftNode:
         pr.paused = False
         if progressed:
             self._maybe_commit(now)
-        if self.role is not Role.LEADER:
+        if not self._leading():  # a committed configuration without it stepped it down
             return
         if m.source == self.transfer_target and pr.match == self.log.last_index:
             self._send(TimeoutNow(self.term, self.id, m.source))
@@ -931,6 +931,12 @@ class RaftNode:
             self._send(AppendEntries(self.term, self.id, peer, prev, prev_term, (),
                                      min(self.commit_index, prev), context))
 
+    def _leading(self) -> bool:
+        """Whether this node is still the leader, asked after a call that may have
+        stepped it down. (``self.role is Role.LEADER`` there reads, to mypy, as the
+        role checked before the call, and the compiled build trusts mypy's reading.)"""
+        return self.role is Role.LEADER
+
     def _maybe_commit(self, now: float) -> None:
         progress, me = self.progress, self.id
         last = self.log.last_index
@@ -1039,7 +1045,7 @@ class RaftNode:
         if match > pr.match:
             pr.match = match
             self._maybe_commit(now)
-        if self.role is not Role.LEADER:
+        if not self._leading():  # a committed configuration without it stepped it down
             return
         installed = m.match_index >= m.snapshot_index
         if pr.state is ReplicationState.SNAPSHOT and not installed:

@@ -342,9 +342,8 @@ class Server:
         self._held.clear()
         self._batch.clear()
         self._after_save.clear()
-        if self._disk_timer is not None:
-            self._disk_timer.cancel()
-        self._disk_timer, self._disk_busy_until = None, float("-inf")
+        self._cancel_disk_timer()
+        self._disk_busy_until = float("-inf")
         self._disk_due_while_paused = False
         self._backlog.clear()
         queued, self._queued = self._queued, deque()
@@ -1128,11 +1127,17 @@ class Server:
             self._act(ready, node, told=True)
             if self.node is not node:
                 return  # it stopped (a failed save in what it did): the queue is gone
-        if self._disk_timer is not None:  # set for a Ready queued by what was done
-            self._disk_timer.cancel()
-            self._disk_timer = None
+        self._cancel_disk_timer()  # set for a Ready queued by what was done
         if queue:
             self._disk_timer = self.loop.call_at(queue[0][0], self._disk_done)
+
+    def _cancel_disk_timer(self) -> None:
+        # A method of its own, not inline in _disk_done: there mypy takes the timer
+        # for None since that function set it so, though _act may have set it again,
+        # and the compiled build (raftsim/compiled.py) trusts mypy's view.
+        if self._disk_timer is not None:
+            self._disk_timer.cancel()
+            self._disk_timer = None
 
     def _act(self, ready: Ready, node: RaftNode, *, told: bool = False,
              sent: bool = False) -> None:
