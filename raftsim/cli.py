@@ -624,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = sub.add_parser(
         "compile", help="compile the Raft core and the simulated network (needs mypy and a "
-                        "C compiler; about 1.4x faster simulations)",
+                        "C compiler; about 1.8x faster simulations)",
         description="Compile the modules every simulated message runs through into C "
                     "extensions with mypyc. raftsim uses them while their sources are "
                     "unchanged (RAFTSIM_COMPILED=0 turns them off); see raftsim/compiled.py.")
