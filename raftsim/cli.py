@@ -19,7 +19,8 @@ def _cmd_bench_sim(args: argparse.Namespace) -> int:
     from raftsim.bench.sim import run_sim_bench
 
     result = run_sim_bench(servers=args.servers, idle_seconds=args.idle_seconds,
-                           loaded_seconds=args.loaded_seconds, rate=args.rate)
+                           loaded_seconds=args.loaded_seconds, rate=args.rate,
+                           repeats=args.repeats)
     if args.json:
         print(json.dumps(result.as_dict(), sort_keys=True))
     else:
@@ -609,6 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="virtual seconds of the loaded run (default 20)")
     sim.add_argument("--rate", type=_positive_int, default=2000,
                      help="proposals per virtual second in the loaded run (default 2000)")
+    sim.add_argument("--repeats", type=_positive_int, default=3,
+                     help="interleaved rounds of floor, idle and loaded runs; figures are "
+                          "their medians (default 3)")
     sim.set_defaults(func=_cmd_bench_sim)
     snapshot = bench_sub.add_parser(
         "snapshot", help="large state: event-loop stalls, a 200 MiB snapshot catch-up",

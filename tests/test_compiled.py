@@ -92,9 +92,13 @@ def test_an_incomplete_or_damaged_build_is_not_used(
 
 
 def _run(script: str, **env: str) -> str:
+    """Run ``script`` in a new interpreter with this environment, less the switch
+    (this suite may run with ``RAFTSIM_COMPILED=0``), plus ``env``."""
+    inherited = {key: value for key, value in os.environ.items()
+                 if key != compiled.ENVIRONMENT_SWITCH}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
-        env={**os.environ, **env}, timeout=300)
+        env={**inherited, **env}, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

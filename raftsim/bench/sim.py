@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,6 +44,13 @@ class SimBenchResult:
     floor_messages_per_second: float
     idle_fraction_of_floor: float
     loaded_fraction_of_floor: float
+    #: rounds run (each: the floor, then idle, then loaded); every figure above is the
+    #: median of the rounds, the fractions are of the median floor
+    repeats: int
+    #: the rounds' own figures, in the order they ran
+    idle_realtime_factor_runs: list[float]
+    loaded_messages_per_second_runs: list[float]
+    floor_messages_per_second_runs: list[float]
     #: whether the compiled core and network ran (``raftsim compile``)
     compiled: bool
     python: str
@@ -164,12 +172,26 @@ def _floor(messages: int, servers: int) -> tuple[int, float]:
 
 
 def run_sim_bench(servers: int = 5, idle_seconds: float = 600.0, loaded_seconds: float = 20.0,
-                  rate: int = 2000, seed: int = 1,
-                  floor_messages: int = 200_000) -> SimBenchResult:
-    floor_delivered, floor_wall = _floor(floor_messages, servers)
-    floor = floor_delivered / floor_wall
-    iv, iw, idle_delivered = _idle(servers, idle_seconds, seed)
-    lv, lw, commits, delivered = _loaded(servers, loaded_seconds, rate, seed)
+                  rate: int = 2000, seed: int = 1, floor_messages: int = 200_000,
+                  repeats: int = 3) -> SimBenchResult:
+    """``repeats`` interleaved rounds of the floor, the idle run and the loaded run;
+    medians (one round's figure moves a few percent with whatever else the machine
+    does, so no single round is reported)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    floors: list[float] = []
+    idles: list[tuple[float, float, int]] = []
+    loadeds: list[tuple[float, float, int, int]] = []
+    for _ in range(repeats):
+        floor_delivered, floor_wall = _floor(floor_messages, servers)
+        floors.append(floor_delivered / floor_wall)
+        idles.append(_idle(servers, idle_seconds, seed))
+        loadeds.append(_loaded(servers, loaded_seconds, rate, seed))
+    floor = statistics.median(floors)
+    iv, idle_delivered = idles[0][0], idles[0][2]  # the same every round: one seed
+    lv, commits, delivered = loadeds[0][0], loadeds[0][2], loadeds[0][3]
+    iw = statistics.median(run[1] for run in idles)
+    lw = statistics.median(run[1] for run in loadeds)
     return SimBenchResult(
         servers=servers,
         idle_virtual_seconds=iv, idle_wall_seconds=round(iw, 4),
@@ -184,6 +206,10 @@ def run_sim_bench(servers: int = 5, idle_seconds: float = 600.0, loaded_seconds:
         floor_messages_per_second=round(floor, 1),
         idle_fraction_of_floor=round(idle_delivered / iw / floor, 3),
         loaded_fraction_of_floor=round(delivered / lw / floor, 3),
+        repeats=repeats,
+        idle_realtime_factor_runs=[round(iv / run[1], 1) for run in idles],
+        loaded_messages_per_second_runs=[round(run[3] / run[1], 1) for run in loadeds],
+        floor_messages_per_second_runs=[round(f, 1) for f in floors],
         compiled=compiled_build_active(),
         python=platform.python_version(),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
