@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import os
-import random
 import resource
 import signal
 import socket
@@ -31,14 +30,11 @@ from raftsim.api.serve import (
     connection_cap,
 )
 from raftsim.api.standin import StandIn
-from raftsim.core.configuration import Configuration, ServerInfo
-from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
-from raftsim.core.settings import NodeSettings
 from raftsim.live.launcher import ACL_TOKEN_ENV
 from raftsim.runtime.server import Server
-from raftsim.storage.memory import MemoryStorage
 from tests.livecluster import free_port_run, http, observe_for, wait_until
+from tests.lone_server import lone_server
 
 TOKEN = "4f1c-management"
 #: how often the tests look again while they wait for something (never a fixed sleep)
@@ -46,10 +42,6 @@ POLL = 0.02
 #: the limits of every test port: short, so a test waits a fraction of a second
 FAST = HttpLimits(header_timeout=0.5, body_timeout=0.5, max_connections=8)
 
-
-class Nowhere:
-    def send(self, target: str, data: bytes, meta: object = None) -> None:
-        pass
 
 
 @dataclass
@@ -63,13 +55,7 @@ class Port:
 
 
 async def start_port(limits: HttpLimits | None) -> Port:
-    loop = asyncio.get_running_loop()
-    storage = MemoryStorage()
-    hard_state, entries = bootstrap_state(Configuration((ServerInfo("s1", "127.0.0.1:1"),)))
-    storage.save(hard_state, tuple(entries), None)
-    server = Server("s1", settings=NodeSettings(), rng=random.Random(1), storage=storage,
-                    transport=Nowhere(), loop=loop, group_commit=True)
-    server.start()
+    server = lone_server(asyncio.get_running_loop())
     while server.role is not Role.LEADER:
         await asyncio.sleep(POLL)
     app = build_app(server, acl=Acl(TOKEN))

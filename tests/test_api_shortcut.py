@@ -27,6 +27,7 @@ from raftsim.core.settings import NodeSettings
 from raftsim.runtime.kv import MAX_VALUE_BYTES, encode_put
 from raftsim.runtime.server import Server
 from raftsim.storage.memory import MemoryStorage
+from tests.lone_server import Nowhere, lone_server
 
 #: how often the tests look again while they wait for something (never a fixed sleep)
 POLL = 0.02
@@ -37,10 +38,6 @@ PUT = b"PUT /v1/kv/k1 HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nvvvvvvvv"
 def with_header(header: bytes) -> bytes:
     return PUT.replace(b"Host: x", b"Host: x\r\n" + header)
 
-
-class Nowhere:
-    def send(self, target: str, data: bytes, meta: object = None) -> None:
-        pass
 
 
 @dataclass
@@ -57,13 +54,7 @@ class Ports:
 
 @pytest.fixture
 async def ports() -> AsyncIterator[Ports]:
-    loop = asyncio.get_running_loop()
-    storage = MemoryStorage()
-    hard_state, entries = bootstrap_state(Configuration((ServerInfo("s1", "127.0.0.1:1"),)))
-    storage.save(hard_state, tuple(entries), None)
-    server = Server("s1", settings=NodeSettings(), rng=random.Random(1), storage=storage,
-                    transport=Nowhere(), loop=loop, group_commit=True)
-    server.start()
+    server = lone_server(asyncio.get_running_loop())
     while server.role is not Role.LEADER:
         await asyncio.sleep(POLL)
     on = await serve_http(build_app(server), "127.0.0.1", 0, limits=FAST)

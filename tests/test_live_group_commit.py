@@ -30,6 +30,7 @@ from raftsim.runtime.server import Server
 from raftsim.sim.cluster import Cluster
 from raftsim.sim.loop import VirtualTimeLoop
 from raftsim.storage.memory import MemoryStorage
+from tests.lone_server import Nowhere, lone_server
 
 
 class CountingStorage(MemoryStorage):
@@ -43,21 +44,13 @@ class CountingStorage(MemoryStorage):
         super().save(hard_state, entries, snapshot)
 
 
-class Nowhere:
-    def send(self, target: str, data: bytes, meta: object = None) -> None:
-        pass
-
 
 @pytest.fixture
 def solo() -> Iterator[tuple[VirtualTimeLoop, Server, CountingStorage]]:
     """A one-server cluster with group commit, leading."""
     loop = VirtualTimeLoop()
     storage = CountingStorage()
-    hard_state, entries = bootstrap_state(Configuration((ServerInfo("solo", "x:1"),)))
-    storage.save(hard_state, tuple(entries), None)
-    server = Server("solo", settings=NodeSettings(), rng=random.Random(1), storage=storage,
-                    transport=Nowhere(), loop=loop, group_commit=True)
-    server.start()
+    server = lone_server(loop, name="solo", address="x:1", storage=storage)
     loop.run_for(1.0)
     assert server.role is Role.LEADER
     try:

@@ -5,16 +5,12 @@ bytes again. The result is the same as decoding the entry."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import msgpack
 import pytest
 
-from raftsim.core.configuration import Configuration, ServerInfo
-from raftsim.core.node import bootstrap_state
 from raftsim.core.ready import Role
-from raftsim.core.settings import NodeSettings
 from raftsim.runtime import kv as kv_module
 from raftsim.runtime.kv import (
     CommandError,
@@ -24,18 +20,13 @@ from raftsim.runtime.kv import (
     encode_delete,
     encode_put,
 )
-from raftsim.runtime.server import Server
 from raftsim.sim.loop import VirtualTimeLoop
-from raftsim.storage.memory import MemoryStorage
 from raftsim.wire import payload
+from tests.lone_server import lone_server
 
 COMMANDS = [encode_put("a", b"1"), encode_put("b", b"2", 0), encode_put("a", b"3", 99),
             encode_delete("b"), encode_put("c", b"4")]
 
-
-class Nowhere:
-    def send(self, target: str, data: bytes, meta: object = None) -> None:
-        pass
 
 
 def test_applying_decoded_commands_gives_what_decoding_the_batch_gives() -> None:
@@ -56,12 +47,7 @@ def test_the_decoding_check_refuses_what_the_wire_refuses(command: bytes) -> Non
 
 def test_a_leader_decodes_each_submitted_command_once(monkeypatch: pytest.MonkeyPatch) -> None:
     loop = VirtualTimeLoop()
-    storage = MemoryStorage()
-    hard_state, entries = bootstrap_state(Configuration((ServerInfo("solo", "x:1"),)))
-    storage.save(hard_state, tuple(entries), None)
-    server = Server("solo", settings=NodeSettings(), rng=random.Random(1), storage=storage,
-                    transport=Nowhere(), loop=loop, group_commit=True)
-    server.start()
+    server = lone_server(loop, name="solo", address="x:1")
     try:
         loop.run_for(1.0)
         assert server.role is Role.LEADER
