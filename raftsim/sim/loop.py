@@ -83,8 +83,6 @@ def _owner(handle: asyncio.Handle) -> str | None:
 # (as asyncio does); otherwise cancelled timers are dropped lazily from its head.
 _COMPACT_MIN_CANCELLED = 100
 
-
-
 # (deadline, order of scheduling, an asyncio.TimerHandle or an Outside): both have
 # _cancelled, _scheduled, _context and _run, which is all the loop uses
 _TimerEntry = tuple[float, int, Any]
